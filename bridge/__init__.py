@@ -1,0 +1,54 @@
+"""bridge: object-style (Objax/BrainPy) and functional (Flax/Haiku/Optax) JAX in one program.
+
+The top level is Objax-compatible: ``import bridge as objax`` runs Objax code.
+
+Layers (imports point downwards only):
+
+* ``bridge.state``: variables, collections, modules;
+* ``bridge.pure``: every gradient semantic once, as pure functions over pytrees;
+* facades (``Jit``, ``Vectorize``, ``GradValues``, ``Grad``) and ``bridge.optimizer``;
+* ready-made layers: ``bridge.nn``, ``bridge.functional``, ``bridge.random``.
+"""
+
+from bridge import functional, nn, optimizer, pure, random
+from bridge.facades import Grad, GradValues, Jit, Vectorize
+from bridge.state import (
+    BaseState,
+    BaseVar,
+    ForceArgs,
+    Function,
+    Module,
+    ModuleList,
+    RandomState,
+    StateVar,
+    TrainRef,
+    TrainVar,
+    UndeclaredVariableError,
+    VarCollection,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BaseState",
+    "BaseVar",
+    "ForceArgs",
+    "Function",
+    "Grad",
+    "GradValues",
+    "Jit",
+    "Module",
+    "ModuleList",
+    "RandomState",
+    "StateVar",
+    "TrainRef",
+    "TrainVar",
+    "UndeclaredVariableError",
+    "VarCollection",
+    "Vectorize",
+    "functional",
+    "nn",
+    "optimizer",
+    "pure",
+    "random",
+]

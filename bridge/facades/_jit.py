@@ -1,0 +1,63 @@
+"""``Jit``: compile object code once per input signature."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+import jax
+
+from bridge.facades._gather import read, storages, write
+from bridge.pure import changed_entries, functionalize
+from bridge.state import Function, Module, VarCollection
+
+__all__ = ["Jit"]
+
+
+class Jit(Module):
+    """Compile ``f`` with ``jax.jit``; variables it changes are written back after each call.
+
+    Args:
+      f: a module, or a function together with ``vc``.
+      vc: the variables ``f`` reads or writes (default: ``f.vars()``). Reading or writing
+        any other variable inside raises ``UndeclaredVariableError`` at trace time.
+      static_argnums: positional arguments that are compile-time constants.
+
+    Each call passes the variables' current values to one compiled pure function
+    ``(values, *args) -> (output, changed values)`` and assigns the changed values back;
+    nothing is checked per call (checks run once, while tracing).
+
+    Example::
+
+        train = bridge.Jit(train_step, model.vars() + opt.vars())
+        loss = train(x, y)      # model and optimizer variables updated in place
+    """
+
+    def __init__(self, f: Callable, vc: Optional[VarCollection] = None,
+                 static_argnums: Optional[Sequence[int]] = None):
+        if not isinstance(f, Module):
+            if vc is None:
+                raise ValueError("Jit of a plain function needs the VarCollection it uses: "
+                                 "Jit(f, vc=model.vars()).")
+            f = Function(f, vc)
+        self.__wrapped__ = f
+        self.vc = vc if vc is not None else f.vars()
+        self._storages = storages(self.vc)
+        pure = functionalize(f, self._storages, owner=f"Jit({f!r})")
+
+        def compiled(values, *args, **kwargs):
+            output, new_values = pure(values, *args, **kwargs)
+            return output, changed_entries(values, new_values)
+
+        self._call = jax.jit(compiled,
+                             static_argnums=tuple(i + 1 for i in sorted(static_argnums or ())))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        output, changes = self._call(read(self._storages), *args, **kwargs)
+        write(self._storages, changes)
+        return output
+
+    def vars(self, scope: str = "") -> VarCollection:
+        return VarCollection((scope + k, v) for k, v in self.vc.items())
+
+    def __repr__(self) -> str:
+        return f"Jit({self.__wrapped__!r})"

@@ -1,0 +1,100 @@
+"""``Vectorize``: map object code over a batch axis."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, Optional, Sequence
+
+import jax
+
+from bridge.facades._gather import declared_collection, read, storages
+from bridge.pure import changed_entries, functionalize
+from bridge.state import Function, Module, RandomState, VarCollection
+
+__all__ = ["Vectorize"]
+
+
+def _positional_count(f: Callable) -> Optional[int]:
+    try:
+        params = inspect.signature(f).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return None
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+               for p in params)
+
+
+class Vectorize(Module):
+    """Map ``f`` over the batch axis of its arguments (``jax.vmap``), Objax style.
+
+    Args:
+      f: a module, or a function together with ``vc``.
+      vc: the variables ``f`` uses (added to ``f.vars()`` when ``f`` is a module).
+      batch_axis: one entry per positional argument: the axis to map over, or ``None`` to
+        pass the argument unchanged to every example.
+
+    Semantics:
+      * outputs are stacked on axis 0;
+      * variables are shared by all examples; a variable that ``f`` assigns is set
+        afterwards to ``var.reduce(per_example_values)`` (the mean by default);
+      * every ``RandomState`` gives each example its own key (split once per call).
+
+    Example (per-example gradients)::
+
+        gv = bridge.GradValues(loss, model.vars())
+        per_example = bridge.Vectorize(gv, batch_axis=(0, 0))
+        grads, values = per_example(x, y)     # each with a leading batch axis
+    """
+
+    def __init__(self, f: Callable, vc: Optional[VarCollection] = None,
+                 batch_axis: Sequence[Optional[int]] = (0,)):
+        if not isinstance(f, Module):
+            if vc is None:
+                raise ValueError("Vectorize of a plain function needs the VarCollection it "
+                                 "uses: Vectorize(f, vc=model.vars()).")
+            f = Function(f, vc)
+        self.batch_axis = tuple(batch_axis)
+        if all(a is None for a in self.batch_axis):
+            raise ValueError(f"Vectorize: batch_axis={self.batch_axis} maps over no argument.")
+        needed = _positional_count(f)
+        if needed is not None and len(self.batch_axis) < needed:
+            raise ValueError(f"Vectorize: batch_axis={self.batch_axis} has {len(self.batch_axis)}"
+                             f" entries but {f!r} takes {needed} positional arguments; give "
+                             "one entry (an axis or None) per argument.")
+        self.__wrapped__ = f
+        self.vc = declared_collection(f, vc)
+        self._storages = storages(self.vc)
+        self._random = [i for i, v in enumerate(self._storages) if isinstance(v, RandomState)]
+        self._pure = functionalize(f, self._storages, owner=f"Vectorize({f!r})")
+
+    def _one_example(self, kwargs, values, keys, *args):
+        values = list(values)
+        for i, key in zip(self._random, keys):
+            values[i] = key
+        output, new_values = self._pure(values, *args, **kwargs)
+        return output, changed_entries(values, new_values)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if len(args) != len(self.batch_axis):
+            raise ValueError(f"Vectorize: got {len(args)} positional arguments but batch_axis "
+                             f"has {len(self.batch_axis)} entries.")
+        index, axis = next((i, a) for i, a in enumerate(self.batch_axis) if a is not None)
+        n = jax.numpy.shape(args[index])[axis]
+        values = read(self._storages)
+        keys = [self._storages[i].split(n) for i in self._random]
+        mapped = jax.vmap(functools.partial(self._one_example, kwargs),
+                          in_axes=(None, 0) + self.batch_axis)
+        output, changes = mapped(values, keys, *args)
+        random = set(self._random)  # already advanced by split above
+        for i, stacked in changes.items():
+            if i not in random:
+                self._storages[i].reduce(stacked)
+        return output
+
+    def vars(self, scope: str = "") -> VarCollection:
+        return VarCollection((scope + k, v) for k, v in self.vc.items())
+
+    def __repr__(self) -> str:
+        return f"Vectorize({self.__wrapped__!r}, batch_axis={self.batch_axis})"

@@ -1,0 +1,178 @@
+"""``VarCollection``: a dictionary of named variables, as ``Module.vars()`` returns it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
+
+import jax
+import numpy as np
+
+from bridge.state._variables import BaseVar, TrainRef, mismatch
+
+__all__ = ["VarCollection"]
+
+Renamer = Union[Callable[[str], str], Mapping[str, str], Sequence[tuple[str, str]]]
+TypeFilter = Union[type, tuple[type, ...], None]
+
+
+class VarCollection(dict):
+    """Named variables: ``{'(Sequential)[0](Linear).w': TrainVar, ...}``.
+
+    Names follow the module tree (``(Class).attribute``, ``(ModuleList)[index]``). The
+    same variable may appear under several names (shared weights); iterating the
+    collection yields each variable once, in insertion order, and a ``TrainRef`` whose
+    target is also in the collection is the same variable as that target. ``tensors()``
+    and ``assign()`` follow that iteration order.
+
+    Example::
+
+        vc = model.vars()
+        print(vc)                               # a table with sizes, shapes and +Total
+        train = vc.subset(bridge.TrainVar)
+        values = train.tensors()                # list of arrays
+        train.assign([v * 0 for v in values])   # all-or-nothing
+    """
+
+    # ----- iteration ------------------------------------------------------------------
+    def __iter__(self) -> Iterator[BaseVar]:  # type: ignore[override]
+        """Each variable once, in insertion order (see the class docstring)."""
+        values = list(self.values())
+        targets = {id(v) for v in values if not isinstance(v, TrainRef)}
+        seen: set[int] = set()
+        for v in values:
+            key = id(v._storage())
+            if key in seen or (isinstance(v, TrainRef) and key in targets):
+                continue
+            seen.add(key)
+            yield v
+
+    def names(self) -> dict[int, str]:
+        """``{id(storage): first name}`` for the variables this collection iterates."""
+        out: dict[int, str] = {}
+        for name, v in self.items():
+            out.setdefault(id(v._storage()), name)
+        return out
+
+    # ----- building -------------------------------------------------------------------
+    def update(self, other: Union[Mapping[str, BaseVar], Iterable[tuple[str, BaseVar]]] = (),
+               **kwargs: BaseVar) -> None:
+        """Add entries; a name already bound to a *different* variable is an error."""
+        items = list(dict(other, **kwargs).items())
+        conflicts = [k for k, v in items if k in self and self[k] is not v]
+        if conflicts:
+            raise ValueError(
+                "Name conflict: these names already refer to other variables: "
+                + ", ".join(conflicts)
+                + ". Rename one side with `vc.rename(...)` before merging."
+            )
+        for k, v in items:
+            if not isinstance(v, BaseVar):
+                raise TypeError(f"{k!r} is a {type(v).__name__}, not a variable.")
+            dict.__setitem__(self, k, v)
+
+    def __add__(self, other: Mapping[str, BaseVar]) -> VarCollection:
+        """Merge two collections into a new one (name conflicts raise ``ValueError``)."""
+        out = VarCollection(self)
+        out.update(other)
+        return out
+
+    def subset(self, is_a: TypeFilter = None, is_not: TypeFilter = None) -> VarCollection:
+        """The entries that are instances of ``is_a`` and not of ``is_not``.
+
+        Example: ``vc.subset(bridge.TrainVar)``, ``vc.subset(is_not=bridge.RandomState)``.
+        """
+        return VarCollection(
+            (k, v) for k, v in self.items()
+            if (is_a is None or isinstance(v, is_a)) and (is_not is None or not isinstance(v, is_not))
+        )
+
+    def rename(self, renamer: Renamer) -> VarCollection:
+        """A new collection with renamed keys (same variables).
+
+        ``renamer`` is a function of the name, a ``{substring: replacement}`` mapping, or a
+        sequence of ``(regex, replacement)`` pairs applied in order.
+        """
+        if callable(renamer):
+            fn = renamer
+        elif isinstance(renamer, Mapping):
+            def fn(name: str) -> str:
+                for old, new in renamer.items():
+                    name = name.replace(old, new)
+                return name
+        else:
+            rules = [(re.compile(p), r) for p, r in renamer]
+
+            def fn(name: str) -> str:
+                for pattern, repl in rules:
+                    name = pattern.sub(repl, name)
+                return name
+        out = VarCollection()
+        out.update((fn(k), v) for k, v in self.items())
+        return out
+
+    # ----- values ---------------------------------------------------------------------
+    def tensors(self, is_a: TypeFilter = None) -> list[jax.Array]:
+        """The values of the variables, in iteration order (each variable once)."""
+        return [v.value for v in self if is_a is None or isinstance(v, is_a)]
+
+    def assign(self, tensors: Sequence[Any]) -> None:
+        """Assign ``tensors`` to the variables, in iteration order, all or nothing.
+
+        Raises:
+          ValueError: the number of tensors differs, or any shape/dtype differs; the
+            message lists every mismatch and no variable is changed.
+        """
+        variables = list(self)
+        tensors = list(tensors)
+        if len(tensors) != len(variables):
+            raise ValueError(
+                f"VarCollection.assign: expected {len(variables)} tensors (one per variable), "
+                f"got {len(tensors)}. Nothing was assigned."
+            )
+        names = self.names()
+        problems = []
+        for v, t in zip(variables, tensors):
+            problem = mismatch(v._storage()._value, t)
+            if problem:
+                problems.append(f"  {names[id(v._storage())]}: {problem}")
+        if problems:
+            raise ValueError("VarCollection.assign: nothing was assigned because:\n"
+                             + "\n".join(problems))
+        for v, t in zip(variables, tensors):
+            v._storage().assign(t)
+
+    # ----- display --------------------------------------------------------------------
+    def __str__(self, max_width: int = 100) -> str:
+        """Objax's table: name, size, shape per entry, then ``+Total(count)`` and size.
+
+        Shared variables are listed under every name but counted once in the total.
+        """
+        width = min(max_width, max([len(k) for k in self.keys()] + [20]))
+        lines, seen, total = [], set(), 0
+        for name, v in self.items():
+            value = v._storage()._value
+            size = int(np.prod(value.shape))
+            lines.append(f"{name:{width}} {size:8d} {tuple(value.shape)}")
+            if id(v._storage()) not in seen:
+                seen.add(id(v._storage()))
+                total += size
+        lines.append(f"{f'+Total({len(seen)})':{width}} {total:8d}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"VarCollection({dict.__repr__(self)})"
+
+
+def as_collection(variables: Any, what: str = "variables") -> VarCollection:
+    """Accept a collection, a mapping of variables, a variable, or a sequence of them."""
+    if isinstance(variables, VarCollection):
+        return variables
+    if isinstance(variables, BaseVar):
+        return VarCollection({"[0]": variables})
+    if isinstance(variables, Mapping):
+        return VarCollection(variables)
+    if isinstance(variables, Iterable):
+        return VarCollection((f"[{i}]", v) for i, v in enumerate(variables))
+    raise TypeError(f"{what}: expected a VarCollection, a variable, or a sequence or dict of "
+                    f"variables, got {type(variables).__name__}.")
