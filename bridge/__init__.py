@@ -11,7 +11,20 @@ Layers (imports point downwards only):
 """
 
 from bridge import functional, nn, optimizer, pure, random
-from bridge.facades import Grad, GradValues, Jit, Vectorize
+from bridge.facades import (
+    Grad,
+    GradValues,
+    Hessian,
+    Jacobian,
+    Jit,
+    Vectorize,
+    grad,
+    hessian,
+    jacfwd,
+    jacobian,
+    jacrev,
+    vector_grad,
+)
 from bridge.state import (
     BaseState,
     BaseVar,
@@ -36,6 +49,8 @@ __all__ = [
     "Function",
     "Grad",
     "GradValues",
+    "Hessian",
+    "Jacobian",
     "Jit",
     "Module",
     "ModuleList",
@@ -47,8 +62,14 @@ __all__ = [
     "VarCollection",
     "Vectorize",
     "functional",
+    "grad",
+    "hessian",
+    "jacfwd",
+    "jacobian",
+    "jacrev",
     "nn",
     "optimizer",
     "pure",
     "random",
+    "vector_grad",
 ]

@@ -1,7 +1,9 @@
 """Object-style entry points: gather variable values, call ``bridge.pure``, assign back."""
 
-from bridge.facades._gradients import Grad, GradValues
+from bridge.facades._autograd import grad, hessian, jacfwd, jacobian, jacrev, vector_grad
+from bridge.facades._gradients import Grad, GradValues, Hessian, Jacobian
 from bridge.facades._jit import Jit
 from bridge.facades._vectorize import Vectorize
 
-__all__ = ["Grad", "GradValues", "Jit", "Vectorize"]
+__all__ = ["Grad", "GradValues", "Hessian", "Jacobian", "Jit", "Vectorize", "grad", "hessian",
+           "jacfwd", "jacobian", "jacrev", "vector_grad"]

@@ -1,17 +1,50 @@
-"""``GradValues`` and ``Grad``: Objax's gradient modules over ``bridge.pure.grad_values``."""
+"""Objax's differentiation modules: ``GradValues``, ``Grad``, ``Jacobian``, ``Hessian``."""
 
 from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
-from bridge.facades._gather import declared_collection, read, storages, write
-from bridge.pure import changed_entries, functionalize, grad_values
+from bridge import pure
+from bridge.facades._differentiate import Differentiate
+from bridge.facades._gather import declared_collection
 from bridge.state import Module, TrainVar, VarCollection
 
-__all__ = ["GradValues", "Grad"]
+__all__ = ["GradValues", "Grad", "Jacobian", "Hessian"]
 
 
-class GradValues(Module):
+def _objax_loss(output: Any) -> tuple[Any, list]:
+    return pure.split_loss(output)
+
+
+def _whole_output(output: Any) -> tuple[Any, None]:
+    return output, None
+
+
+class _ObjaxDifferentiation(Module):
+    """Shared construction: differentiate ``f`` w.r.t. ``input_argnums`` and the
+    ``TrainVar``s of ``variables``; results are lists, inputs first."""
+
+    _transform: Callable
+    _split: Callable = staticmethod(_whole_output)
+
+    def __init__(self, f: Callable, variables: VarCollection,
+                 input_argnums: Optional[Sequence[int]] = None):
+        self.f = f
+        self.vc = variables
+        self.input_argnums = tuple(input_argnums or ())
+        self._engine = Differentiate(
+            f, type(self)._transform, list(variables.subset(TrainVar)), self.input_argnums,
+            list(declared_collection(f, variables)), type(self)._split,
+            owner=f"{type(self).__name__}({getattr(f, '__qualname__', f)!r})")
+
+    def vars(self, scope: str = "") -> VarCollection:
+        return VarCollection((scope + k, v) for k, v in self.vc.items())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.f!r}, input_argnums={self.input_argnums})"
+
+
+class GradValues(_ObjaxDifferentiation):
     """Gradients of ``f`` with respect to some of its inputs and the ``TrainVar``s in
     ``variables``, together with ``f``'s values.
 
@@ -28,50 +61,21 @@ class GradValues(Module):
       ``input_argnums`` order) then one per ``TrainVar`` in ``variables`` order; ``values``
       is the list of everything ``f`` returned.
 
+    Raises:
+      TypeError: the differentiated value is not a scalar (the message gives its shape).
+
     Example::
 
         gv = bridge.GradValues(loss, model.vars())
         g, v = gv(x, y)          # g: list of arrays, v: [loss value]
     """
 
-    def __init__(self, f: Callable, variables: VarCollection,
-                 input_argnums: Optional[Sequence[int]] = None):
-        self.f = f
-        self.vc = variables
-        self.input_argnums = tuple(input_argnums or ())
-        declared = declared_collection(f, variables)
-        train = storages(variables.subset(TrainVar))
-        train_ids = {id(v) for v in train}
-        self._storages = train + [v for v in storages(declared) if id(v) not in train_ids]
-        self._n_train = len(train)
-        pure = functionalize(f, self._storages, strict_reads=False,
-                             owner=f"GradValues({getattr(f, '__qualname__', f)!r})")
-        argnums = self.input_argnums
-
-        def loss(train_values, inputs, other_values, args, kwargs):
-            args = list(args)
-            for i, x in zip(argnums, inputs):
-                args[i] = x
-            values = list(train_values) + list(other_values)
-            output, new_values = pure(values, *args, **kwargs)
-            return output, changed_entries(values, new_values)
-
-        self._grad = grad_values(loss, argnums=(0, 1), has_aux=True)
+    _transform = staticmethod(pure.grad)
+    _split = staticmethod(_objax_loss)
 
     def __call__(self, *args: Any, **kwargs: Any) -> tuple[list, list]:
-        values = read(self._storages)
-        n = self._n_train
-        inputs = [args[i] for i in self.input_argnums]
-        (g_train, g_inputs), outputs, changes = self._grad(
-            values[:n], inputs, values[n:], args, kwargs)
-        write(self._storages, changes)
-        return list(g_inputs) + list(g_train), outputs
-
-    def vars(self, scope: str = "") -> VarCollection:
-        return VarCollection((scope + k, v) for k, v in self.vc.items())
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.f!r}, input_argnums={self.input_argnums})"
+        (g_vars, g_inputs), _, values = self._engine(*args, **kwargs)
+        return list(g_inputs) + list(g_vars), values
 
 
 class Grad(GradValues):
@@ -79,3 +83,44 @@ class Grad(GradValues):
 
     def __call__(self, *args: Any, **kwargs: Any) -> list:  # type: ignore[override]
         return super().__call__(*args, **kwargs)[0]
+
+
+class Jacobian(_ObjaxDifferentiation):
+    """Jacobians of ``f``'s output with respect to inputs and ``TrainVar``s (a list, inputs
+    first), computed in reverse mode.
+
+    Example::
+
+        jac = bridge.Jacobian(lambda x: model(x), model.vars(), input_argnums=(0,))
+        dx, db, dw = jac(x)      # each of shape output.shape + input.shape
+    """
+
+    _transform = staticmethod(pure.jacobian)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> list:
+        (j_vars, j_inputs), _, _ = self._engine(*args, **kwargs)
+        return list(j_inputs) + list(j_vars)
+
+
+class Hessian(_ObjaxDifferentiation):
+    """Second derivatives of a scalar ``f`` with respect to inputs and ``TrainVar``s.
+
+    Returns ``h`` as a list of lists: ``h[i][j]`` is the block for the i-th and j-th
+    differentiated quantity, inputs first then variables, of shape
+    ``shape_i + shape_j``.
+
+    Example::
+
+        h = bridge.Hessian(lambda x: (x ** 2).sum(), bridge.VarCollection(),
+                           input_argnums=(0,))(x)
+        # h[0][0] == 2 * eye for a vector x
+    """
+
+    _transform = staticmethod(pure.hessian)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> list:
+        h, _, _ = self._engine(*args, **kwargs)
+        # h[g][k][g'][k']: group g is 0 for variables, 1 for inputs; list inputs first.
+        n_in = len(self.input_argnums)
+        order = [(1, k) for k in range(n_in)] + [(0, k) for k in range(self._engine.n_diff)]
+        return [[h[g][k][g2][k2] for g2, k2 in order] for g, k in order]

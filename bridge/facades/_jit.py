@@ -12,6 +12,8 @@ from bridge.state import Function, Module, VarCollection
 
 __all__ = ["Jit"]
 
+_FLAG_TYPES = (bool, str, type(None))
+
 
 class Jit(Module):
     """Compile ``f`` with ``jax.jit``; variables it changes are written back after each call.
@@ -25,6 +27,10 @@ class Jit(Module):
     Each call passes the variables' current values to one compiled pure function
     ``(values, *args) -> (output, changed values)`` and assigns the changed values back;
     nothing is checked per call (checks run once, while tracing).
+
+    Keyword arguments whose values are ``bool``, ``str`` or ``None`` (flags such as
+    ``training=True``) are compile-time constants, so ``if training:`` works inside;
+    every other keyword argument (arrays, numbers such as a learning rate) is traced.
 
     Example::
 
@@ -44,15 +50,19 @@ class Jit(Module):
         self._storages = storages(self.vc)
         pure = functionalize(f, self._storages, owner=f"Jit({f!r})")
 
-        def compiled(values, *args, **kwargs):
-            output, new_values = pure(values, *args, **kwargs)
+        def compiled(values, flags, *args, **kwargs):
+            output, new_values = pure(values, *args, **dict(flags), **kwargs)
             return output, changed_entries(values, new_values)
 
-        self._call = jax.jit(compiled,
-                             static_argnums=tuple(i + 1 for i in sorted(static_argnums or ())))
+        self._call = jax.jit(compiled, static_argnums=(1,) + tuple(
+            i + 2 for i in sorted(static_argnums or ())))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        output, changes = self._call(read(self._storages), *args, **kwargs)
+        flags = ()
+        if kwargs:
+            flags = tuple(sorted((k, kwargs.pop(k)) for k in list(kwargs)
+                                 if isinstance(kwargs[k], _FLAG_TYPES)))
+        output, changes = self._call(read(self._storages), flags, *args, **kwargs)
         write(self._storages, changes)
         return output
 

@@ -84,7 +84,8 @@ class VarCollection(dict):
         """
         return VarCollection(
             (k, v) for k, v in self.items()
-            if (is_a is None or isinstance(v, is_a)) and (is_not is None or not isinstance(v, is_not))
+            if (is_a is None or isinstance(v, is_a))
+            and (is_not is None or not isinstance(v, is_not))
         )
 
     def rename(self, renamer: Renamer) -> VarCollection:

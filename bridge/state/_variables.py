@@ -52,7 +52,14 @@ def _as_array(x: Any, like: Optional[Array] = None) -> Array:
     if isinstance(x, BaseVar):
         return x.value
     if like is not None and isinstance(x, (bool, int, float, complex)):
-        # A Python scalar is weakly typed: it takes the variable's dtype, as in JAX arithmetic.
+        # A Python scalar is weakly typed: it takes the variable's dtype, as in JAX arithmetic,
+        # unless that would lose information (1.5 into an int variable).
+        kind = np.dtype(like.dtype).kind
+        lossy = (isinstance(x, complex) and kind != "c") or (
+            isinstance(x, float) and kind in "biu")
+        if lossy:
+            raise ValueError(f"Cannot assign the Python {type(x).__name__} {x!r} to a "
+                             f"variable of dtype {like.dtype}.")
         return jnp.asarray(x, dtype=like.dtype)
     return jnp.asarray(x)
 

@@ -1,0 +1,91 @@
+"""The one engine behind every object-style differentiation facade.
+
+``GradValues``/``Grad``/``Jacobian``/``Hessian`` (Objax conventions) and ``grad``/
+``vector_grad``/``jacobian``/``hessian`` (BrainPy conventions) differ only in which pure
+transformation they apply and how they arrange its results. This class does the part
+they share: find the variables, bind them with ``bridge.pure.functionalize``, hand
+``(differentiated variable values, differentiated arguments)`` to the pure
+transformation, and write back whatever the function assigned.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from bridge.facades._gather import read, write
+from bridge.pure import changed_entries, functionalize
+from bridge.state import BaseVar, Module, VarCollection
+
+__all__ = ["Differentiate", "module_vars"]
+
+# ``transform(fn, argnums=0, has_aux=True, return_value=True)`` -> g(...) -> (d, value, aux)
+Transform = Callable[..., Callable]
+
+
+def module_vars(func: Any) -> VarCollection:
+    """The variables of ``func`` when it is a module or a method of one (else empty)."""
+    if isinstance(func, Module):
+        return func.vars()
+    owner = getattr(func, "__self__", None)
+    if isinstance(owner, Module):
+        return owner.vars()
+    return VarCollection()
+
+
+class Differentiate:
+    """Differentiate ``func`` with respect to variables and positional arguments.
+
+    Args:
+      func: object code; it may read/assign any of ``diff_vars`` and ``other_vars``.
+      transform: a ``bridge.pure`` transformation with the shared return format.
+      diff_vars: the variables to differentiate (each once, storage variables).
+      argnums: the positional arguments to differentiate.
+      other_vars: further variables ``func`` may use (constants; changes written back).
+      split_output: ``func``'s output -> ``(differentiated value, aux)``.
+      owner: how errors name the facade.
+
+    Calling it returns ``(d, value, aux)`` where ``d = (var_part, arg_part)`` is the
+    transformation's result for ``(tuple of variable values, tuple of arguments)``.
+    """
+
+    def __init__(self, func: Callable, transform: Transform, diff_vars: Sequence[BaseVar],
+                 argnums: Sequence[int], other_vars: Sequence[BaseVar],
+                 split_output: Callable[[Any], tuple[Any, Any]], owner: str):
+        diff = _unique(v._storage() for v in diff_vars)
+        diff_ids = {id(v) for v in diff}
+        self.storages = diff + [v for v in _unique(v._storage() for v in other_vars)
+                                if id(v) not in diff_ids]
+        self.n_diff = len(diff)
+        self.argnums = tuple(argnums)
+        pure = functionalize(func, self.storages, strict_reads=False, owner=owner)
+        nums = self.argnums
+
+        def fn(d, other_values, args, kwargs):
+            var_values, arg_values = d
+            args = list(args)
+            for i, x in zip(nums, arg_values):
+                args[i] = x
+            values = list(var_values) + list(other_values)
+            output, new_values = pure(values, *args, **kwargs)
+            value, aux = split_output(output)
+            return value, (aux, changed_entries(values, new_values))
+
+        self._transformed = transform(fn, argnums=0, has_aux=True, return_value=True)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> tuple[Any, Any, Any]:
+        values = read(self.storages)
+        n = self.n_diff
+        d = (tuple(values[:n]), tuple(args[i] for i in self.argnums))
+        result, value, (aux, changes) = self._transformed(d, values[n:], args, kwargs)
+        write(self.storages, changes)
+        return result, value, aux
+
+
+def _unique(variables) -> list[BaseVar]:
+    seen: set[int] = set()
+    out = []
+    for v in variables:
+        if id(v) not in seen:
+            seen.add(id(v))
+            out.append(v)
+    return out

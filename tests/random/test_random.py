@@ -1,0 +1,69 @@
+"""bridge.random: keys drawn from a RandomState, matching jax.random."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import bridge
+
+
+def key_sequence(seed, n):
+    """The keys a Generator(seed) hands out, computed with plain jax.random."""
+    key, out = jax.random.PRNGKey(seed), []
+    for _ in range(n):
+        key, sub = jax.random.split(key, 2)
+        out.append(sub)
+    return out
+
+
+def test_generator_draws_the_split_sequence():
+    gen = bridge.random.Generator(seed=5)
+    for expected in key_sequence(5, 3):
+        np.testing.assert_array_equal(gen(), expected)
+
+
+def test_generator_vars_name_its_key():
+    assert list(bridge.random.Generator().vars().keys()) == ["(Generator).key"]
+
+
+def test_normal_matches_jax_random_normal():
+    gen = bridge.random.Generator(seed=1)
+    (key,) = key_sequence(1, 1)
+    np.testing.assert_allclose(bridge.random.normal((3, 2), mean=1.0, stddev=2.0, generator=gen),
+                               1.0 + 2.0 * jax.random.normal(key, (3, 2)))
+
+
+def test_uniform_and_randint_ranges():
+    gen = bridge.random.Generator(seed=2)
+    u = bridge.random.uniform((1000,), low=-1.0, high=3.0, generator=gen)
+    assert float(u.min()) >= -1.0 and float(u.max()) < 3.0
+    r = bridge.random.randint((1000,), low=0, high=4, generator=gen)
+    assert r.dtype == jnp.int32 and set(np.unique(r).tolist()) == {0, 1, 2, 3}
+
+
+def test_truncated_normal_has_requested_std_and_bounds():
+    gen = bridge.random.Generator(seed=3)
+    x = bridge.random.truncated_normal((200_000,), stddev=0.5, generator=gen)
+    assert abs(float(x.std()) - 0.5) < 0.01
+    # Truncation at two standard deviations of the underlying (rescaled) normal.
+    assert float(jnp.abs(x).max()) <= 2 * 0.5 / 0.8796 + 1e-3
+
+
+def test_seed_makes_draws_repeatable():
+    gen = bridge.random.Generator(seed=0)
+    first = bridge.random.normal((4,), generator=gen)
+    gen.seed(0)
+    np.testing.assert_array_equal(bridge.random.normal((4,), generator=gen), first)
+
+
+def test_random_inside_jit_changes_per_call_when_declared():
+    gen = bridge.random.Generator(seed=0)
+    draw = bridge.Jit(lambda: bridge.random.normal((2,), generator=gen), gen.vars())
+    assert not np.allclose(draw(), draw())
+
+
+def test_default_generator_inside_jit_must_be_declared():
+    draw = bridge.Jit(lambda: bridge.random.normal((2,)), bridge.VarCollection())
+    with pytest.raises(bridge.UndeclaredVariableError, match=r"\(Generator\).key"):
+        draw()
