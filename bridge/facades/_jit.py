@@ -66,8 +66,6 @@ class Jit(Module):
         write(self._storages, changes)
         return output
 
-    def vars(self, scope: str = "") -> VarCollection:
-        return VarCollection((scope + k, v) for k, v in self.vc.items())
 
     def __repr__(self) -> str:
         return f"Jit({self.__wrapped__!r})"

@@ -93,8 +93,6 @@ class Vectorize(Module):
                 self._storages[i].reduce(stacked)
         return output
 
-    def vars(self, scope: str = "") -> VarCollection:
-        return VarCollection((scope + k, v) for k, v in self.vc.items())
 
     def __repr__(self) -> str:
         return f"Vectorize({self.__wrapped__!r}, batch_axis={self.batch_axis})"

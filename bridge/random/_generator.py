@@ -25,19 +25,24 @@ class Generator(Module):
 
         gen = bridge.random.Generator(seed=1)
         key = gen()            # a new key each call
-        gen.vars()             # {'(Generator).key': RandomState}
+        gen.vars()             # {'(Generator)._key': RandomState}
     """
 
     def __init__(self, seed: int = 0):
-        self.key = RandomState(seed)
+        self._key = RandomState(seed)
+
+    @property
+    def key(self) -> RandomState:
+        """The ``RandomState`` holding the current key."""
+        return self._key
 
     def seed(self, seed: int = 0) -> None:
         """Reset the generator."""
-        self.key.seed(seed)
+        self._key.seed(seed)
 
     def __call__(self) -> jax.Array:
         """A new key, shape ``(2,)``; advances the state."""
-        return self.key.split(1)[0]
+        return self._key.split(1)[0]
 
 
 DEFAULT_GENERATOR = Generator(0)

@@ -145,20 +145,18 @@ class VarCollection(dict):
 
     # ----- display --------------------------------------------------------------------
     def __str__(self, max_width: int = 100) -> str:
-        """Objax's table: name, size, shape per entry, then ``+Total(count)`` and size.
+        """Objax's table: name, size, shape per entry, then ``+Total(entries)`` and size.
 
-        Shared variables are listed under every name but counted once in the total.
+        As in Objax, a shared variable is listed, and counted, under each of its names.
         """
         width = min(max_width, max([len(k) for k in self.keys()] + [20]))
-        lines, seen, total = [], set(), 0
+        lines, total = [], 0
         for name, v in self.items():
             value = v._storage()._value
             size = int(np.prod(value.shape))
             lines.append(f"{name:{width}} {size:8d} {tuple(value.shape)}")
-            if id(v._storage()) not in seen:
-                seen.add(id(v._storage()))
-                total += size
-        lines.append(f"{f'+Total({len(seen)})':{width}} {total:8d}")
+            total += size
+        lines.append(f"{f'+Total({len(self)})':{width}} {total:8d}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:

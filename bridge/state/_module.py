@@ -53,7 +53,7 @@ class Module:
             if isinstance(value, BaseVar):
                 vc.update({scope + name: value})
             elif isinstance(value, Module):
-                # A wrapper (Function, ForceArgs, Jit, ...) is transparent in names.
+                # A wrapped module (Jit, Vectorize, ...) continues this module's scope.
                 sub_scope = scope[:-1] if name == "__wrapped__" else scope + name
                 vc.update(value.vars(scope=sub_scope))
         return vc
@@ -99,7 +99,7 @@ class Function(Module):
         def loss(x, y):
             return ((model(x) - y) ** 2).mean()
 
-        loss.vars()   # the model's variables, same names
+        loss.vars()   # the model's variables, named '{loss}(Linear).w', ...
     """
 
     def __init__(self, f: Callable, vc: VarCollection):
@@ -110,7 +110,9 @@ class Function(Module):
         return self.__wrapped__(*args, **kwargs)
 
     def vars(self, scope: str = "") -> VarCollection:
-        return VarCollection((scope + name, v) for name, v in self.vc.items())
+        """The given collection, names prefixed with ``scope + '{function name}'``."""
+        prefix = f"{scope}{{{getattr(self.__wrapped__, '__name__', type(self.__wrapped__).__name__)}}}"
+        return VarCollection((prefix + name, v) for name, v in self.vc.items())
 
     @staticmethod
     def with_vars(vc: VarCollection) -> Callable[[Callable], Function]:
@@ -125,7 +127,7 @@ class ForceArgs(Module):
     """Call a module with some keyword arguments forced to fixed values.
 
     Example: ``eval_model = bridge.ForceArgs(model, training=False)``. Its variables are
-    the model's, named ``(ForceArgs)(Model)...`` as in Objax.
+    the model's, with the same names, as in Objax.
     """
 
     def __init__(self, module: Module, **kwargs: Any):
@@ -134,6 +136,10 @@ class ForceArgs(Module):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.__wrapped__(*args, **{**kwargs, **self.forced_kwargs})
+
+    def vars(self, scope: str = "") -> VarCollection:
+        """The wrapped module's variables, with the same names (the wrapper is invisible)."""
+        return self.__wrapped__.vars(scope=scope)
 
     @staticmethod
     def undo(module: Module, recursive: bool = True, **kwargs: Any) -> None:

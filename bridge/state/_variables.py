@@ -159,7 +159,8 @@ class BaseVar:
         return iter(self.value)
 
     def __bool__(self) -> bool:
-        return bool(self.value)
+        raise TypeError("A variable cannot be used as a Python bool (it is an array): write "
+                        "`v is not None` to test presence, or `bool(v.value)` for its value.")
 
     def __float__(self) -> float:
         return float(self.value)

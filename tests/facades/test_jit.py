@@ -94,9 +94,9 @@ def test_jit_writes_trainvars_updated_through_trainref():
     np.testing.assert_array_equal(w.value, [0.5, 0.5])
 
 
-def test_jit_vars_is_the_declared_collection():
+def test_jit_vars_are_the_wrapped_module_variables():
     m = Counter()
-    assert list(bridge.Jit(m).vars().keys()) == ["(Counter).count", "(Counter).total"]
+    assert list(bridge.Jit(m).vars().keys()) == ["(Jit)(Counter).count", "(Jit)(Counter).total"]
 
 
 def test_undeclared_read_inside_jit_is_an_error_naming_the_variable():

@@ -288,7 +288,7 @@ def test_dropout_generator_key_is_among_its_variables():
     gen = bridge.random.Generator(3)
     drop = nn.Dropout(0.5, generator=gen)
     assert drop.keygen is gen
-    assert list(drop.vars().keys()) == ["(Dropout).keygen(Generator).key"]
+    assert list(drop.vars().keys()) == ["(Dropout).keygen(Generator)._key"]
 
 
 def test_dropout_masks_are_reproducible_from_the_generator_seed():

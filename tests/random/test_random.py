@@ -24,7 +24,7 @@ def test_generator_draws_the_split_sequence():
 
 
 def test_generator_vars_name_its_key():
-    assert list(bridge.random.Generator().vars().keys()) == ["(Generator).key"]
+    assert list(bridge.random.Generator().vars().keys()) == ["(Generator)._key"]
 
 
 def test_normal_matches_jax_random_normal():
@@ -65,5 +65,5 @@ def test_random_inside_jit_changes_per_call_when_declared():
 
 def test_default_generator_inside_jit_must_be_declared():
     draw = bridge.Jit(lambda: bridge.random.normal((2,)), bridge.VarCollection())
-    with pytest.raises(bridge.UndeclaredVariableError, match=r"\(Generator\).key"):
+    with pytest.raises(bridge.UndeclaredVariableError, match=r"\(Generator\)._key"):
         draw()

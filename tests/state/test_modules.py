@@ -22,14 +22,14 @@ def test_function_with_vars_exposes_the_given_collection():
         return m(x) + 1
 
     assert isinstance(f, bridge.Function)
-    assert list(f.vars().keys()) == ["(Scale).w"]
+    assert list(f.vars().keys()) == ["{f}(Scale).w"]
     assert float(f(3.0)) == 7.0
 
 
 def test_function_constructor_equals_decorator():
     m = Scale()
     f = bridge.Function(lambda x: m(x), m.vars())
-    assert f.vars()["(Scale).w"] is m.w
+    assert f.vars()["{<lambda>}(Scale).w"] is m.w
 
 
 def test_force_args_forces_keyword_and_shares_variables():

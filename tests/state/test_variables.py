@@ -136,3 +136,8 @@ def test_python_float_into_integer_variable_is_refused():
     with pytest.raises(ValueError, match="float 1.5"):
         v.value = 1.5
     assert int(v.value) == 0
+
+
+def test_variable_refuses_python_bool_conversion():
+    with pytest.raises(TypeError, match="bool"):
+        bool(bridge.StateVar(jnp.ones(())))
