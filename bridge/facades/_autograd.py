@@ -79,11 +79,15 @@ class _AutogradModule(Module):
             self.argnums, self.single_arg = tuple(argnums), False
         self.has_aux, self.return_value = bool(has_aux), bool(return_value)
         self.vc = VarCollection()
-        for extra in (as_collection(grad_vars or [], "grad_vars"),
-                      as_collection(dyn_vars or [], "dyn_vars"), module_vars(func)):
-            present = {id(v._storage()) for v in self.vc.values()}
-            self.vc.update((k, v) for k, v in extra.items()
-                           if id(v._storage()) not in present and k not in self.vc)
+        # Each variable once; names from the module when it has them, else from the argument.
+        present: set[int] = set()
+        for prefix, extra in (("", module_vars(func)),
+                              ("grad_vars", _collect(grad_vars, "grad_vars")),
+                              ("dyn_vars", _collect(dyn_vars, "dyn_vars"))):
+            for k, v in extra.items():
+                if id(v._storage()) not in present:
+                    present.add(id(v._storage()))
+                    self.vc.update({prefix + k: v})
         split = _split_aux if self.has_aux else _no_aux
         self._engine = Differentiate(
             func, transform, self.layout.variables, self.argnums, list(self.vc), split,
@@ -114,6 +118,14 @@ class _HessianModule(_AutogradModule):
             [self._grads(h[0][k][0], h[0][k][1]) for k in range(self._engine.n_diff)],
             [self._grads(h[1][k][0], h[1][k][1]) for k in range(len(self.argnums))])
         return pure.package(rows, value, aux, self.return_value, self.has_aux)
+
+
+def _collect(variables: Any, what: str) -> VarCollection:
+    if variables is None:
+        return VarCollection()
+    if isinstance(variables, VarCollection):
+        return variables.rename(lambda name: f"[{name!r}]")
+    return as_collection(variables, what)
 
 
 def _split_aux(output: Any) -> tuple[Any, Any]:

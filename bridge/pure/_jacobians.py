@@ -54,11 +54,11 @@ def hessian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False,
 
         bridge.pure.hessian(lambda x: x @ x)(jnp.ones(3))   # 2 * eye(3)
     """
-    first = grad(f, argnums=argnums, has_aux=True, return_value=True)
+    first = grad(f, argnums=argnums, has_aux=has_aux, return_value=True)
 
     def first_with_rest(*args: Any, **kwargs: Any):
-        grads, value, aux = first(*args, **kwargs)
-        return grads, (value, aux)
+        grads, value, *aux = first(*args, **kwargs)
+        return grads, (value, aux[0] if has_aux else None)
 
     second = jax.jacfwd(first_with_rest, argnums=argnums, has_aux=True)
 
