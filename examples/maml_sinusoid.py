@@ -1,0 +1,439 @@
+"""MAML on the sinusoid regression benchmark of Finn et al. (2017), written two ways.
+
+Run it with::
+
+    python -m pip install -e . matplotlib
+    python examples/maml_sinusoid.py --style both --order both
+
+Each task is a sine wave ``y = A sin(x - phase)`` with ``A ~ U[0.1, 5]``, ``phase ~ U[0, pi]``
+and ``x ~ U[-5, 5]``. A 1-40-40-1 ReLU network is meta-trained so that one SGD step
+(``alpha = 0.01``) on K = 10 points of a new task fits that task: 25 tasks per meta-batch,
+10 support and 10 query points per task, Adam with learning rate 1e-3, 70,000
+meta-iterations. It is then scored on 1,000 new tasks: adapt on K = 10 support points for
+0, 1 and 10 SGD steps (``alpha = 0.01``), report the mean MSE on 100 query points.
+
+The same algorithm is written twice:
+
+* object style, the way the Objax gradient guide writes it: an object MLP, the nested loss
+  as object code (``GradValues`` of the inner loss, ``assign`` the adapted weights, compute
+  the query loss, restore), ``Vectorize`` over tasks, an outer ``GradValues``, an Optax
+  optimizer object, and one ``Jit``-compiled train step called from a Python loop;
+* pure style: a params pytree, ``bridge.pure.pairwise_nested_loss``, ``optax.adam``, and
+  the meta-loop inside ``jax.lax.scan`` (chunks of ``--log-every`` iterations).
+
+Both start from the same initial weights and see the same meta-batches; the evaluation is
+one pure function of a params pytree shared by both. Second-order MAML differentiates
+through the inner gradient; first-order MAML treats it as a constant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import os
+import sys
+import time
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+try:
+    import bridge
+except ModuleNotFoundError:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import bridge
+
+# ----- benchmark settings (Finn et al. 2017) ------------------------------------------------
+AMPLITUDE = (0.1, 5.0)
+PHASE = (0.0, math.pi)
+X_RANGE = (-5.0, 5.0)
+K_SHOT = 10            # support points per task (training and test)
+K_QUERY = 10           # query points per task during meta-training
+EVAL_QUERY = 100       # query points per test task
+HIDDEN = (40, 40)
+INNER_LR = 0.01        # alpha, at training and at test time
+META_LR = 1e-3
+META_BATCH = 25
+ITERATIONS = 70_000
+EVAL_TASKS = 1_000
+EVAL_STEPS = (0, 1, 10)
+EVAL_SEED = 20_170_703  # fixed: every run is scored on the same test tasks
+
+# Mean query MSE after 0 / 1 / 10 steps of a plain-JAX reference run (SPEC.md).
+REFERENCE = {"second": (3.02, 0.340, 0.095), "first": (3.09, 0.404, 0.114)}
+
+Params = Any  # a list of {'b': (nout,), 'w': (nin, nout)} dicts, one per layer
+
+
+# ----- tasks ----------------------------------------------------------------------------------
+class Tasks(NamedTuple):
+    """A batch of sine tasks: ``amplitude``/``phase`` of shape ``(n,)``."""
+
+    amplitude: jax.Array
+    phase: jax.Array
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Targets for ``x`` of shape ``(n, points, 1)``."""
+        return self.amplitude[:, None, None] * jnp.sin(x - self.phase[:, None, None])
+
+
+def sample_tasks(key: jax.Array, n: int) -> Tasks:
+    ka, kp = jax.random.split(key)
+    return Tasks(jax.random.uniform(ka, (n,), minval=AMPLITUDE[0], maxval=AMPLITUDE[1]),
+                 jax.random.uniform(kp, (n,), minval=PHASE[0], maxval=PHASE[1]))
+
+
+def sample_points(key: jax.Array, tasks: Tasks, n_points: int) -> tuple[jax.Array, jax.Array]:
+    """``(x, y)`` each of shape ``(n_tasks, n_points, 1)``, ``x`` uniform in ``X_RANGE``."""
+    x = jax.random.uniform(key, (tasks.amplitude.shape[0], n_points, 1),
+                           minval=X_RANGE[0], maxval=X_RANGE[1])
+    return x, tasks(x)
+
+
+def sample_meta_batch(key: jax.Array, n_tasks: int = META_BATCH, k_support: int = K_SHOT,
+                      k_query: int = K_QUERY):
+    """``(xs, ys, xq, yq)``: support and query sets of ``n_tasks`` fresh tasks."""
+    kt, ks, kq = jax.random.split(key, 3)
+    tasks = sample_tasks(kt, n_tasks)
+    xs, ys = sample_points(ks, tasks, k_support)
+    xq, yq = sample_points(kq, tasks, k_query)
+    return xs, ys, xq, yq
+
+
+def step_key(seed: int, iteration: jax.Array) -> jax.Array:
+    """The key of meta-iteration ``iteration``: both styles draw the same meta-batches."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), iteration)
+
+
+# ----- the network as a pure function -----------------------------------------------------------
+def layer_sizes() -> list[int]:
+    return [1, *HIDDEN, 1]
+
+
+def init_params(key: jax.Array) -> Params:
+    """Glorot-normal weights (std ``sqrt(2 / (nin + nout))``) and zero biases, the
+    distribution ``bridge.nn.Linear`` draws from."""
+    sizes = layer_sizes()
+    keys = jax.random.split(key, len(sizes) - 1)
+    glorot = jax.nn.initializers.variance_scaling(1.0, "fan_avg", "normal")
+    return [{"b": jnp.zeros(nout), "w": glorot(k, (nin, nout))}
+            for k, nin, nout in zip(keys, sizes[:-1], sizes[1:])]
+
+
+def mlp_apply(params: Params, x: jax.Array) -> jax.Array:
+    """The 1-40-40-1 ReLU network on ``x`` of shape ``(..., 1)``."""
+    for layer in params[:-1]:
+        x = jax.nn.relu(x @ layer["w"] + layer["b"])
+    return x @ params[-1]["w"] + params[-1]["b"]
+
+
+def mse(params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
+    return jnp.mean((mlp_apply(params, x) - y) ** 2)
+
+
+def params_from_flat(flat: Sequence[jax.Array]) -> Params:
+    """``[b0, w0, b1, w1, ...]`` (the order of ``model.vars().tensors()``) as a pytree."""
+    return [{"b": b, "w": w} for b, w in zip(flat[0::2], flat[1::2])]
+
+
+# ----- object style ----------------------------------------------------------------------------
+def build_model() -> bridge.nn.Sequential:
+    """The 1-40-40-1 ReLU MLP as an object module."""
+    sizes = layer_sizes()
+    layers: list = []
+    for nin, nout in zip(sizes[:-1], sizes[1:]):
+        layers += [bridge.nn.Linear(nin, nout), bridge.functional.relu]
+    return bridge.nn.Sequential(layers[:-1])  # no ReLU after the last layer
+
+
+def object_train_step(model: bridge.Module, order: str, seed: int,
+                      inner_lr: float = INNER_LR, meta_lr: float = META_LR,
+                      meta_batch: int = META_BATCH) -> bridge.Jit:
+    """A jitted object-style MAML step: ``step(iteration) -> meta-loss``.
+
+    It samples its meta-batch, computes the meta-gradient and applies Adam, updating the
+    model's variables (and the optimizer's) in place.
+    """
+    train_vars = model.vars().subset(bridge.TrainVar)
+
+    @bridge.Function.with_vars(model.vars())
+    def loss(x, y):
+        return ((model(x) - y) ** 2).mean()
+
+    inner_gradient = bridge.GradValues(loss, train_vars)
+
+    @bridge.Function.with_vars(model.vars())
+    def nested_loss(x1, y1, x2, y2, mu):
+        """``loss(x1, y1)`` after one SGD step on ``loss(x2, y2)``, as in the Objax guide."""
+        original_values = train_vars.tensors()
+        grads = inner_gradient(x2, y2)[0]
+        if order == "first":  # first-order MAML: the inner gradient is a constant
+            grads = [jax.lax.stop_gradient(g) for g in grads]
+        for v, g in zip(train_vars, grads):
+            v.assign(v.value - mu * g)
+        loss_x1y1 = loss(x1, y1)
+        for v, val in zip(train_vars, original_values):
+            v.assign(val)
+        return loss_x1y1
+
+    vec_nested_loss = bridge.Vectorize(nested_loss, batch_axis=(0, 0, 0, 0, None))
+
+    @bridge.Function.with_vars(model.vars())
+    def nested_pairwise_loss(X1, Y1, X2, Y2, mu):
+        return vec_nested_loss(X1, Y1, X2, Y2, mu).mean()
+
+    meta_gradient = bridge.GradValues(nested_pairwise_loss, model.vars())
+    opt = bridge.optimizer.Optax(model.vars(), optax.adam(meta_lr))
+
+    def train_step(iteration):
+        xs, ys, xq, yq = sample_meta_batch(step_key(seed, iteration), meta_batch)
+        grads, values = meta_gradient(xq, yq, xs, ys, inner_lr)
+        opt(grads)
+        return values[0]
+
+    return bridge.Jit(train_step, model.vars() + opt.vars())
+
+
+class Result(NamedTuple):
+    style: str
+    order: str
+    params: Params          # the meta-trained weights as a pytree
+    losses: np.ndarray      # meta-loss of every iteration
+    seconds: float          # training wall time, compilation included
+
+
+def _report(style: str, order: str, done: int, total: int, losses: Sequence[float],
+            start: float, out) -> None:
+    if out is not None:
+        elapsed = time.perf_counter() - start
+        print(f"  [{style:6s} {order:6s}] iter {done:6d}/{total}  meta-loss "
+              f"{float(np.mean(losses)):.4f}  {elapsed:6.1f} s", file=out, flush=True)
+
+
+def train_object(order: str, iterations: int = ITERATIONS, seed: int = 0,
+                 log_every: int = 1000, out=sys.stdout) -> Result:
+    """Meta-train the object-style MAML; returns the trained weights and the losses."""
+    model = build_model()
+    # Start from the same weights as the pure run, so the two can be compared number for
+    # number (build_model alone would draw from bridge.random.DEFAULT_GENERATOR).
+    model.vars().assign(jax.tree_util.tree_leaves(init_params(jax.random.PRNGKey(seed))))
+    start = time.perf_counter()
+    step = object_train_step(model, order, seed)
+    losses, chunk = [], []
+    for i in range(iterations):
+        chunk.append(step(i))
+        if (i + 1) % log_every == 0 or i + 1 == iterations:
+            chunk = [float(v) for v in chunk]  # waits for the device
+            _report("object", order, i + 1, iterations, chunk, start, out)
+            losses += chunk
+            chunk = []
+    seconds = time.perf_counter() - start
+    return Result("object", order, params_from_flat(model.vars().tensors()),
+                  np.asarray(losses), seconds)
+
+
+# ----- pure style ------------------------------------------------------------------------------
+def pure_train_chunk(order: str, seed: int, length: int, inner_lr: float = INNER_LR,
+                     meta_lr: float = META_LR, meta_batch: int = META_BATCH) -> Callable:
+    """``run(params, opt_state, first_iteration) -> (params, opt_state, losses)``: ``length``
+    meta-iterations inside one ``jax.lax.scan``, compiled once."""
+    meta_loss = bridge.pure.pairwise_nested_loss(mse, inner_lr, first_order=order == "first")
+    tx = optax.adam(meta_lr)
+
+    def one_iteration(carry, iteration):
+        params, opt_state = carry
+        xs, ys, xq, yq = sample_meta_batch(step_key(seed, iteration), meta_batch)
+        loss, grads = jax.value_and_grad(meta_loss)(params, xq, yq, xs, ys)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    @jax.jit
+    def run(params, opt_state, first_iteration):
+        iterations = first_iteration + jnp.arange(length)
+        (params, opt_state), losses = jax.lax.scan(one_iteration, (params, opt_state),
+                                                   iterations)
+        return params, opt_state, losses
+
+    return run
+
+
+def train_pure(order: str, iterations: int = ITERATIONS, seed: int = 0,
+               log_every: int = 1000, out=sys.stdout) -> Result:
+    """Meta-train the pure-style MAML (meta-loop in ``jax.lax.scan``)."""
+    params = init_params(jax.random.PRNGKey(seed))
+    start = time.perf_counter()
+    opt_state = optax.adam(META_LR).init(params)
+    runners: dict[int, Callable] = {}
+    losses: list[float] = []
+    done = 0
+    while done < iterations:
+        length = min(log_every, iterations - done)
+        if length not in runners:
+            runners[length] = pure_train_chunk(order, seed, length)
+        params, opt_state, chunk = runners[length](params, opt_state, done)
+        chunk = np.asarray(chunk)  # waits for the device
+        done += length
+        _report("pure", order, done, iterations, chunk, start, out)
+        losses += chunk.tolist()
+    seconds = time.perf_counter() - start
+    return Result("pure", order, params, np.asarray(losses), seconds)
+
+
+# ----- evaluation (shared by both styles) --------------------------------------------------------
+def sample_eval_tasks(n_tasks: int = EVAL_TASKS, seed: int = EVAL_SEED):
+    """``(tasks, xs, ys, xq, yq)``: K support and ``EVAL_QUERY`` query points per task."""
+    kt, ks, kq = jax.random.split(jax.random.PRNGKey(seed), 3)
+    tasks = sample_tasks(kt, n_tasks)
+    xs, ys = sample_points(ks, tasks, K_SHOT)
+    xq, yq = sample_points(kq, tasks, EVAL_QUERY)
+    return tasks, xs, ys, xq, yq
+
+
+@functools.partial(jax.jit, static_argnames="steps")
+def adapted_predictions(params: Params, xs: jax.Array, ys: jax.Array, x: jax.Array,
+                        steps: int = max(EVAL_STEPS)) -> jax.Array:
+    """Predictions at ``x`` after 0, 1, ..., ``steps`` SGD steps (``INNER_LR``) on each
+    task's support set ``(xs, ys)``.
+
+    ``xs, ys``: ``(tasks, K, 1)``; ``x``: ``(tasks, points, 1)``; returns
+    ``(tasks, steps + 1, points, 1)``.
+    """
+    def one_task(xs, ys, x):
+        def sgd_step(p, _):
+            grads = jax.grad(mse)(p, xs, ys)
+            return jax.tree_util.tree_map(lambda w, g: w - INNER_LR * g, p, grads), \
+                mlp_apply(p, x)
+
+        adapted, outputs = jax.lax.scan(sgd_step, params, None, length=steps)
+        return jnp.concatenate([outputs, mlp_apply(adapted, x)[None]])
+
+    return jax.vmap(one_task)(xs, ys, x)
+
+
+def query_mse(params: Params, xs, ys, xq, yq, steps: int = max(EVAL_STEPS)) -> jax.Array:
+    """Query MSE of each task after 0..``steps`` adaptation steps, ``(tasks, steps + 1)``."""
+    predictions = adapted_predictions(params, xs, ys, xq, steps)
+    return jnp.mean((predictions - yq[:, None]) ** 2, axis=(2, 3))
+
+
+class Evaluation(NamedTuple):
+    mean: dict[int, float]   # {steps: mean query MSE over the test tasks}, steps in EVAL_STEPS
+    median: dict[int, float]  # the same, median over the test tasks
+    diverged: int            # tasks whose MSE after 10 steps is above that after 0 (or inf/nan)
+
+
+def evaluate(params: Params, n_tasks: int = EVAL_TASKS) -> Evaluation:
+    """Adapt on the K support points of each fixed test task for 0, 1, 10 SGD steps and
+    score on its ``EVAL_QUERY`` query points."""
+    _, xs, ys, xq, yq = sample_eval_tasks(n_tasks)
+    per_task = np.asarray(query_mse(params, xs, ys, xq, yq))
+    last = per_task[:, max(EVAL_STEPS)]
+    return Evaluation({s: float(per_task[:, s].mean()) for s in EVAL_STEPS},
+                      {s: float(np.median(per_task[:, s])) for s in EVAL_STEPS},
+                      int(np.sum(~(last <= per_task[:, 0]))))
+
+
+# ----- plot and table -------------------------------------------------------------------------
+def plot(results: Sequence[Result], path: str, n_tasks: int = 4) -> None:
+    """Pre- and post-adaptation fits of each run on the first few test tasks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks, xs, ys, _, _ = sample_eval_tasks(n_tasks)
+    grid = jnp.linspace(*X_RANGE, 200)[:, None]
+    grids = jnp.broadcast_to(grid, (n_tasks, *grid.shape))
+    fig, axes = plt.subplots(len(results), n_tasks, figsize=(3.6 * n_tasks, 2.8 * len(results)),
+                             sharex=True, squeeze=False)
+    for row, result in zip(axes, results):
+        predictions = adapted_predictions(result.params, xs, ys, grids)
+        for t, ax in enumerate(row):
+            truth = tasks.amplitude[t] * jnp.sin(grid - tasks.phase[t])
+            ax.plot(grid, truth, color="black", lw=2, label="true function")
+            for s, style in zip(EVAL_STEPS, [":", "--", "-"]):
+                ax.plot(grid, predictions[t, s], style, lw=1.5,
+                        label=f"after {s} step{'s' * (s != 1)}")
+            ax.scatter(xs[t, :, 0], ys[t, :, 0], color="red", s=18, zorder=3,
+                       label=f"K={K_SHOT} support")
+            ax.set_title(f"{result.style}/{result.order}: A={float(tasks.amplitude[t]):.2f}, "
+                         f"phase={float(tasks.phase[t]):.2f}", fontsize=9)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
+    fig.suptitle("MAML sinusoid: fits before and after adaptation on new tasks")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def table(rows: Sequence[tuple[Result, Evaluation]]) -> str:
+    """The results with the reference figures and the relative differences, then the
+    median over test tasks after 10 steps and how many tasks 10 steps made worse."""
+    lines = [f"{'style':7s} {'order':7s} {'MSE@0':>7s} {'MSE@1':>7s} {'MSE@10':>7s} "
+             f"{'train s':>8s} | {'ref@0':>6s} {'ref@1':>6s} {'ref@10':>6s} | "
+             f"{'diff@0':>7s} {'diff@1':>7s} {'diff@10':>7s} | {'med@10':>6s} {'diverged':>8s}"]
+    for result, ev in rows:
+        ours = [ev.mean[s] for s in EVAL_STEPS]
+        ref = REFERENCE[result.order]
+        diffs = [f"{(o - r) / r:+7.1%}" for o, r in zip(ours, ref)]
+        lines.append(f"{result.style:7s} {result.order:7s} {ours[0]:7.3f} {ours[1]:7.3f} "
+                     f"{ours[2]:7.3f} {result.seconds:8.1f} | {ref[0]:6.3f} {ref[1]:6.3f} "
+                     f"{ref[2]:6.3f} | {' '.join(diffs)} | "
+                     f"{ev.median[max(EVAL_STEPS)]:6.3f} {ev.diverged:8d}")
+    return "\n".join(lines)
+
+
+def run(styles: Sequence[str], orders: Sequence[str], iterations: int = ITERATIONS,
+        seed: int = 0, eval_tasks: int = EVAL_TASKS, log_every: int = 1000,
+        plot_path: Optional[str] = "maml_sinusoid.png",
+        out=sys.stdout) -> list[tuple[Result, Evaluation]]:
+    """Train every (style, order), evaluate, plot; returns ``[(result, evaluation)]``."""
+    trainers = {"object": train_object, "pure": train_pure}
+    rows = []
+    for order in orders:
+        for style in styles:
+            print(f"training {style} style, {order} order, {iterations} iterations", file=out,
+                  flush=True)
+            result = trainers[style](order, iterations, seed, log_every, out)
+            ev = evaluate(result.params, eval_tasks)
+            print(f"  -> {result.seconds:.1f} s; test MSE after "
+                  + ", ".join(f"{s}: {m:.3f}" for s, m in ev.mean.items()), file=out, flush=True)
+            rows.append((result, ev))
+    if plot_path:
+        plot([r for r, _ in rows], plot_path)
+        print(f"plot written to {plot_path}", file=out)
+    return rows
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iterations", type=int, default=ITERATIONS)
+    parser.add_argument("--style", choices=["object", "pure", "both"], default="both")
+    parser.add_argument("--order", choices=["second", "first", "both"], default="both")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot", default="maml_sinusoid.png",
+                        help="PNG path for the fits ('' for no plot)")
+    parser.add_argument("--eval-tasks", type=int, default=EVAL_TASKS)
+    parser.add_argument("--log-every", type=int, default=1000,
+                        help="iterations between progress lines (the pure style's scan length)")
+    args = parser.parse_args(argv)
+    styles = ["object", "pure"] if args.style == "both" else [args.style]
+    orders = ["second", "first"] if args.order == "both" else [args.order]
+    print(f"jax {jax.__version__} on {jax.default_backend()}; {args.eval_tasks} test tasks, "
+          f"K={K_SHOT}, {EVAL_QUERY} query points, alpha={INNER_LR}")
+    rows = run(styles, orders, args.iterations, args.seed, args.eval_tasks, args.log_every,
+               args.plot or None)
+    print()
+    print(f"mean query MSE after 0 / 1 / 10 adaptation steps on {args.eval_tasks} test tasks "
+          f"({args.iterations} meta-iterations, seed {args.seed}):")
+    print(table(rows))
+    print(f"(med@10: median over test tasks after 10 steps; diverged: tasks that 10 steps of "
+          f"SGD with alpha={INNER_LR} fit worse than no step at all)")
+
+
+if __name__ == "__main__":
+    main()
