@@ -10,7 +10,7 @@ Layers (imports point downwards only):
 * ready-made layers: ``bridge.nn``, ``bridge.functional``, ``bridge.random``.
 """
 
-from bridge import functional, nn, optimizer, pure, random
+from bridge import functional, nn, optimizer, privacy, pure, random
 from bridge.facades import (
     Grad,
     GradValues,
@@ -69,6 +69,7 @@ __all__ = [
     "jacrev",
     "nn",
     "optimizer",
+    "privacy",
     "pure",
     "random",
     "vector_grad",

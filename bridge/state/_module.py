@@ -111,7 +111,8 @@ class Function(Module):
 
     def vars(self, scope: str = "") -> VarCollection:
         """The given collection, names prefixed with ``scope + '{function name}'``."""
-        prefix = f"{scope}{{{getattr(self.__wrapped__, '__name__', type(self.__wrapped__).__name__)}}}"
+        name = getattr(self.__wrapped__, "__name__", type(self.__wrapped__).__name__)
+        prefix = f"{scope}{{{name}}}"
         return VarCollection((prefix + name, v) for name, v in self.vc.items())
 
     @staticmethod
