@@ -195,7 +195,8 @@ jacfwd = _factory(
     "        bridge.jacfwd(f)(x)\n")
 hessian = _factory(
     pure.hessian, "hessian",
-    "Hessian of a scalar function; with both ``grad_vars`` and ``argnums`` the blocks are "
-    "``((vars×vars, vars×args), (args×vars, args×args))``.",
+    "Hessian of a scalar function, nested like ``jax.hessian``: the gradients' layout, "
+    "each entry holding its row in that same layout (with ``grad_vars=(w,)`` and "
+    "``argnums=0``: ``((((Hww,), Hwx),), ((Hxw,), Hxx))``).",
     "        bridge.hessian(lambda x: x @ x)(jnp.ones(3))            # 2 * eye(3)\n",
     module=_HessianModule)

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers
 
+from bridge import random
 from bridge.random import DEFAULT_GENERATOR, Generator
 
 __all__ = [
@@ -59,20 +60,6 @@ def _variance_scaling(shape: Shape, scale: float, mode: str, distribution: str,
     init = initializers.variance_scaling(scale, mode, distribution,
                                          in_axis=tuple(range(len(shape) - 1)), out_axis=-1)
     return init(generator(), shape, jnp.float32)
-
-
-def _truncated_unit_std(lower: float, upper: float) -> float:
-    """Standard deviation of a unit normal truncated to ``[lower, upper]`` (closed form)."""
-    def pdf(x: float) -> float:
-        return math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
-
-    def cdf(x: float) -> float:
-        return 0.5 * (1 + math.erf(x / math.sqrt(2)))
-
-    mass = cdf(upper) - cdf(lower)
-    mean = (pdf(lower) - pdf(upper)) / mass
-    second_moment = 1 + (lower * pdf(lower) - upper * pdf(upper)) / mass
-    return math.sqrt(second_moment - mean * mean)
 
 
 def xavier_normal_gain(shape: Shape) -> float:
@@ -187,9 +174,8 @@ def truncated_normal(shape: Shape, lower: float = -2, upper: float = 2, stddev: 
 
         truncated_normal((1000,), stddev=0.02).std()   # ≈ 0.02
     """
-    truncated_std = _truncated_unit_std(lower, upper)
-    init = initializers.truncated_normal(stddev / truncated_std, lower=lower, upper=upper)
-    return init(generator(), tuple(shape), jnp.float32)
+    return random.truncated_normal(shape, stddev=stddev, lower=lower, upper=upper,
+                                   generator=generator)
 
 
 def xavier_truncated_normal(shape: Shape, lower: float = -2, upper: float = 2,
