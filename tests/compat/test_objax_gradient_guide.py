@@ -298,3 +298,42 @@ def test_vectorized_pairwise_nested_loss_and_its_gradient():
     np.testing.assert_allclose(v[0], reference(params), rtol=1e-5)
     for ours, theirs in zip(g, jax.grad(reference)(params)):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_objax_nested_loss_forms_equal_bridge_pure():
+    """The guide's assign/restore nested loss and its vectorized pairwise form give the
+    same values and gradients as bridge.pure.nested_loss / pairwise_nested_loss."""
+    my_classifier, train_vars, loss, gradient_loss = nested_setup()
+
+    @objax.Function.with_vars(my_classifier.vars())
+    def nested_loss(x1, y1, x2, y2, mu):
+        original_values = train_vars.tensors()
+        for v, g in zip(train_vars, gradient_loss(x2, y2)[0]):
+            v.assign(v.value - mu * g)
+        loss_x1y1 = loss(x1, y1)
+        for v, val in zip(train_vars, original_values):
+            v.assign(val)
+        return loss_x1y1
+
+    vec_nested_loss = objax.Vectorize(nested_loss, batch_axis=(0, 0, 0, 0, None))
+    pairwise = objax.Function.with_vars(my_classifier.vars())(
+        lambda X1, Y1, X2, Y2, mu: vec_nested_loss(X1, Y1, X2, Y2, mu).mean())
+
+    X1, Y1 = data(12)
+    X2, Y2 = data(12)
+    X1, X2 = X1.reshape(4, 3, 2), X2.reshape(4, 3, 2)
+    Y1, Y2 = Y1.reshape(4, 3, 4), Y2.reshape(4, 3, 4)
+    params = plain_params(my_classifier)
+    pure_single = objax.pure.nested_loss(ref_xe, 0.1)
+    pure_pairwise = objax.pure.pairwise_nested_loss(ref_xe, 0.1)
+
+    g, v = objax.Jit(objax.GradValues(nested_loss, my_classifier.vars()))(
+        X1[0], Y1[0], X2[0], Y2[0], 0.1)
+    np.testing.assert_allclose(v[0], pure_single(params, X1[0], Y1[0], X2[0], Y2[0]), rtol=1e-5)
+    for ours, theirs in zip(g, jax.grad(pure_single)(params, X1[0], Y1[0], X2[0], Y2[0])):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+
+    g, v = objax.Jit(objax.GradValues(pairwise, my_classifier.vars()))(X1, Y1, X2, Y2, 0.1)
+    np.testing.assert_allclose(v[0], pure_pairwise(params, X1, Y1, X2, Y2), rtol=1e-5)
+    for ours, theirs in zip(g, jax.grad(pure_pairwise)(params, X1, Y1, X2, Y2)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
