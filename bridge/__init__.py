@@ -10,7 +10,7 @@ Layers (imports point downwards only):
 * ready-made layers: ``bridge.nn``, ``bridge.functional``, ``bridge.random``.
 """
 
-from bridge import functional, nn, optimizer, privacy, pure, random
+from bridge import checkpoint, functional, interop, io, nn, optimizer, privacy, pure, random
 from bridge.facades import (
     Grad,
     GradValues,
@@ -61,11 +61,14 @@ __all__ = [
     "UndeclaredVariableError",
     "VarCollection",
     "Vectorize",
+    "checkpoint",
     "functional",
     "grad",
     "hessian",
     "jacfwd",
     "jacobian",
+    "interop",
+    "io",
     "jacrev",
     "nn",
     "optimizer",
