@@ -1,0 +1,414 @@
+"""Flax models as object modules, and object modules as Linen modules.
+
+``FlaxModule(linen_module, variables)``
+    a Linen model and its variables as a ``bridge.Module``: ``params`` become ``TrainVar``s,
+    every other collection ``StateVar``s, so ``GradValues``, ``Jit``, ``Vectorize`` and the
+    optimizers work on it like on any object module.
+``NNXModule(nnx_module)``
+    the same for a Flax NNX module: ``nnx.Param`` -> ``TrainVar``, other NNX variables ->
+    ``StateVar``, the keys of ``nnx.Rngs`` streams -> ``RandomState``.
+``to_linen(module)``
+    an object module as a Linen module whose ``init`` returns the module's current
+    weights and whose ``apply`` is pure.
+
+How a wrapper call stays cheap: everything that depends on names and paths is worked out
+once, in the constructor (the pytree structure, which leaves are state, where updates go).
+A call only lists the variables' values, rebuilds the pytree with the stored tree
+structure, calls ``apply`` and writes back the leaves that changed. Inside ``bridge.Jit``
+all of this happens at trace time, so the compiled step is the same program as a native
+``jax.jit`` step over the Flax variables.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import flax.linen as nn
+import jax
+from flax import nnx
+from flax.core import FrozenDict, unfreeze
+from flax.errors import InvalidRngError
+
+from bridge.pure import functionalize
+from bridge.state import BaseVar, Module, RandomState, StateVar, TrainVar, VarCollection
+
+__all__ = ["FlaxModule", "NNXModule", "to_linen"]
+
+_MISSING_STREAM = re.compile(r'needs PRNG for "([^"]+)"')
+
+
+def _key_name(entry: Any) -> str:
+    """One step of a pytree path as text: a dict key, a sequence index or an attribute."""
+    for attr in ("key", "idx", "name"):
+        if hasattr(entry, attr):
+            return str(getattr(entry, attr))
+    return str(entry)
+
+
+def _path_name(path: Sequence[Any]) -> str:
+    """``params/Dense_0/kernel``; the ``.value`` of a metadata box (``nn.Partitioned``) is
+    not part of the name."""
+    if path and isinstance(path[-1], jax.tree_util.GetAttrKey) and path[-1].name == "value":
+        path = path[:-1]
+    return "/".join(_key_name(k) for k in path)
+
+
+def _labelled(var: BaseVar, owner: Module, name: str) -> BaseVar:
+    var._label = f"({type(owner).__name__}).{name}"  # used by error messages
+    return var
+
+
+def _split_key(state: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+    """``RandomState.split(n)`` without assigning: ``(next state, n keys)``."""
+    keys = jax.random.split(state, n + 1)
+    return keys[0], keys[1:]
+
+
+class FlaxModule(Module):
+    """A Flax Linen model with its variables, as an object module.
+
+    Args:
+      module: a ``flax.linen.Module``.
+      variables: its variables, as ``module.init`` returns them (every collection). The
+        arrays are kept as they are, not copied.
+      seed: seed of the ``RandomState`` that rng streams (dropout, ...) are drawn from.
+      rng_streams: names of the rng streams the model uses. Streams the model asks for
+        are also discovered on the first call that needs them, so this is rarely needed.
+
+    Variables (``vars()``), in Flax's sorted order then the random state:
+      ``(FlaxModule).<collection>/<path>/<leaf>`` for every leaf of ``variables`` (a
+      ``TrainVar`` for ``params``, a ``StateVar`` otherwise), e.g.
+      ``(FlaxModule).batch_stats/BatchNorm_0/mean``, ``(FlaxModule).params/Dense_0/kernel``;
+      then ``(FlaxModule).rng`` (a ``RandomState``).
+
+    Calling ``m(*args, **kwargs)`` runs ``module.apply(variables, *args, **kwargs)`` with
+    every collection other than ``params`` mutable and stores the updated values (batch
+    statistics) back in their ``StateVar``s; keyword arguments (``train=True``) pass
+    through. When the model needs random numbers, each call draws them from ``m.rng``:
+    with the streams' names sorted, ``keys = jax.random.split(rng, len(streams) + 1)``;
+    ``keys[0]`` becomes the new ``rng`` and ``keys[1 + i]`` is the key of stream ``i``
+    (for dropout alone: ``rng, dropout_key = jax.random.split(rng)``). Inside
+    ``bridge.Vectorize`` every example gets its own keys. Passing ``rngs=...`` uses those
+    keys instead and leaves ``m.rng`` alone.
+
+    Example::
+
+        model = CNN()                                   # a flax.linen.Module
+        variables = model.init(key, x, train=False)
+        m = bridge.flax.FlaxModule(model, variables)
+        opt = bridge.optimizer.Optax(m.vars(), optax.adam(1e-3))
+        gv = bridge.GradValues(lambda x, y: loss(m(x, train=True), y), m.vars())
+
+        @bridge.Function.with_vars(m.vars() + opt.vars())
+        def step(x, y):
+            g, v = gv(x, y)
+            opt(g)
+            return v[0]
+
+        step = bridge.Jit(step)
+        m.variables                                     # current Linen variables
+    """
+
+    def __init__(self, module: nn.Module, variables: Mapping[str, Any], *, seed: int = 0,
+                 rng_streams: Sequence[str] = ()):
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"FlaxModule takes a flax.linen.Module, got {type(module).__name__}"
+                            " (use NNXModule for Flax NNX modules).")
+        if isinstance(variables, FrozenDict):
+            variables = unfreeze(variables)  # rebuilds the nesting only; arrays are shared
+        if not isinstance(variables, Mapping):
+            raise TypeError("FlaxModule: `variables` must be the dict returned by "
+                            f"module.init, got {type(variables).__name__}.")
+        self.module = module
+        flat, self._treedef = jax.tree_util.tree_flatten_with_path(dict(variables))
+        self._names = [_path_name(path) for path, _ in flat]
+        self._leaves: list[BaseVar] = []
+        for (path, leaf), name in zip(flat, self._names):
+            kind = TrainVar if _key_name(path[0]) == "params" else StateVar
+            self._leaves.append(_labelled(kind(leaf), self, name))
+        # The collections apply may change, and where their leaves sit among ours: the
+        # updates come back as {collection: tree}, whose leaves are in this same order.
+        self._mutable = sorted(c for c in variables if c != "params")
+        self._state_index = [i for i, (path, _) in enumerate(flat)
+                             if _key_name(path[0]) != "params"]
+        self._state_treedef = jax.tree_util.tree_structure(
+            {c: variables[c] for c in self._mutable})
+        self._rng_streams = tuple(sorted(set(rng_streams)))
+        self.rng = RandomState(seed)
+
+    # ----- object-module protocol ----------------------------------------------------
+    def vars(self, scope: str = "") -> VarCollection:
+        prefix = f"{scope}({type(self).__name__})."
+        vc = VarCollection((prefix + name, v) for name, v in zip(self._names, self._leaves))
+        vc.update(super().vars(scope))  # ``rng`` and anything a subclass adds
+        return vc
+
+    @property
+    def variables(self) -> dict:
+        """The current Linen variables dict (every collection; the variables' own arrays)."""
+        return self._treedef.unflatten([v.value for v in self._leaves])
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """``module.apply(variables, *args, **kwargs)``; see the class docstring."""
+        if "mutable" in kwargs:
+            raise TypeError("FlaxModule: do not pass `mutable`; every collection other than "
+                            "'params' is mutable and its updates are kept in StateVars.")
+        values = [v.value for v in self._leaves]
+        variables = self._treedef.unflatten(values)
+        given_rngs = kwargs.pop("rngs", None)
+        while True:
+            rngs, next_state = given_rngs, None
+            if given_rngs is None and self._rng_streams:
+                next_state, keys = _split_key(self.rng.value, len(self._rng_streams))
+                rngs = dict(zip(self._rng_streams, keys))
+            try:
+                if self._mutable:
+                    out, updates = self.module.apply(variables, *args, rngs=rngs,
+                                                     mutable=self._mutable, **kwargs)
+                else:
+                    out, updates = self.module.apply(variables, *args, rngs=rngs,
+                                                     **kwargs), None
+                break
+            except InvalidRngError as e:  # the model needs a stream we did not pass yet
+                match = _MISSING_STREAM.search(str(e))
+                if given_rngs is not None or match is None \
+                        or match.group(1) in self._rng_streams:
+                    raise
+                self._rng_streams = tuple(sorted(self._rng_streams + (match.group(1),)))
+        if next_state is not None:
+            self.rng.value = next_state
+        if updates:
+            self._write_back(updates, values)
+        return out
+
+    def _write_back(self, updates: Mapping[str, Any], values: list) -> None:
+        leaves, treedef = jax.tree_util.tree_flatten(updates)
+        if treedef == self._state_treedef:  # the usual case: same collections, same leaves
+            for i, new in zip(self._state_index, leaves):
+                if new is not values[i]:
+                    self._leaves[i].value = new
+            return
+        index = {self._names[i]: i for i in self._state_index}
+        found, unknown = [], []
+        for path, new in jax.tree_util.tree_flatten_with_path(dict(updates))[0]:
+            name = _path_name(path)
+            (found if name in index else unknown).append((name, new))
+        if unknown:
+            raise ValueError(
+                "FlaxModule: the model created variables it was not given: "
+                + ", ".join(name for name, _ in unknown)
+                + ". Initialize them (module.init) and pass every collection in `variables`.")
+        for name, new in found:
+            if new is not values[index[name]]:
+                self._leaves[index[name]].value = new
+
+    def __repr__(self) -> str:
+        return f"FlaxModule({type(self.module).__name__}, {len(self._leaves)} variables)"
+
+
+# ----- NNX --------------------------------------------------------------------------------
+def _is_key(x: Any) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+class NNXModule(Module):
+    """A Flax NNX module as an object module.
+
+    Args:
+      module: an ``nnx.Module``. Its current arrays become the wrapper's variables (not
+        copied); from then on the wrapper holds the values, so train the wrapper and read
+        results back with ``m.state`` / ``m.merge()`` rather than from ``module``.
+
+    Variables (``vars()``), in NNX's sorted state order:
+      ``(NNXModule).<path>/<leaf>``, e.g. ``(NNXModule).linear/kernel``: an ``nnx.Param``
+      becomes a ``TrainVar``; other NNX variables (``BatchStat``, counters, ...) become
+      ``StateVar``s; the key of an ``nnx.Rngs`` stream (``.../rngs/dropout/key``) becomes a
+      ``RandomState`` (holding the raw key data), its ``count`` a ``StateVar``.
+
+    Calling ``m(*args, **kwargs)`` rebuilds the NNX module from the variables
+    (``nnx.merge``), calls it and keeps every change it made to its variables. As in NNX, a
+    stream's key stays put and its counter advances, so dropout masks change from call to
+    call; inside ``bridge.Vectorize`` each example gets its own key (the ``RandomState``s
+    are split per example).
+
+    Train and eval modes: ``m.view(deterministic=True, use_running_average=True)`` (as
+    ``nnx.view``) returns a wrapper with those attributes set that shares ``m``'s
+    variables, or pass the flags your module's ``__call__`` takes.
+
+    Example::
+
+        m = bridge.flax.NNXModule(Model(rngs=nnx.Rngs(0, dropout=1)))
+        gv = bridge.GradValues(lambda x, y: loss(m(x), y), m.vars())
+    """
+
+    def __init__(self, module: nnx.Module):
+        if not isinstance(module, nnx.Module):
+            raise TypeError(f"NNXModule takes a flax.nnx.Module, got {type(module).__name__} "
+                            "(use FlaxModule for Linen modules).")
+        self._graphdef, state = nnx.split(module)
+        flat_vars = jax.tree_util.tree_flatten_with_path(
+            state, is_leaf=lambda x: isinstance(x, nnx.Variable))[0]
+        leaves, self._treedef = jax.tree_util.tree_flatten(state)
+        if len(leaves) != len(flat_vars):
+            raise NotImplementedError("NNXModule: every NNX variable must hold one array.")
+        self._names = [_path_name(path) for path, _ in flat_vars]
+        self._leaves: list[BaseVar] = []
+        self._key_impls: dict[int, Any] = {}  # leaf index -> PRNG impl of a typed key
+        for i, ((_, variable), leaf, name) in enumerate(zip(flat_vars, leaves, self._names)):
+            if isinstance(variable, nnx.Param):
+                var = TrainVar(leaf)
+            elif isinstance(variable, nnx.RngKey):
+                var = RandomState()
+                if _is_key(leaf):
+                    self._key_impls[i] = jax.random.key_impl(leaf)
+                    leaf = jax.random.key_data(leaf)
+                var.assign(leaf, check=False)
+            else:
+                var = StateVar(leaf)
+            self._leaves.append(_labelled(var, self, name))
+
+    def vars(self, scope: str = "") -> VarCollection:
+        prefix = f"{scope}({type(self).__name__})."
+        vc = VarCollection((prefix + name, v) for name, v in zip(self._names, self._leaves))
+        vc.update(super().vars(scope))
+        return vc
+
+    def _leaf_values(self) -> list:
+        values = [v.value for v in self._leaves]
+        for i, impl in self._key_impls.items():
+            values[i] = jax.random.wrap_key_data(values[i], impl=impl)
+        return values
+
+    @property
+    def state(self) -> nnx.State:
+        """The current ``nnx.State`` (the variables' own arrays)."""
+        return self._treedef.unflatten(self._leaf_values())
+
+    def merge(self) -> nnx.Module:
+        """A new NNX module holding the current values (shares the arrays)."""
+        return nnx.merge(self._graphdef, self.state)
+
+    def view(self, **attributes: Any) -> NNXModule:
+        """A wrapper whose module has ``attributes`` set (``nnx.view``), sharing variables.
+
+        Example: ``eval_m = m.view(deterministic=True, use_running_average=True)``.
+        """
+        viewed = nnx.view(self.merge(), **attributes)
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone._graphdef = nnx.split(viewed)[0]
+        return clone
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the NNX module; its variable updates are kept."""
+        values = self._leaf_values()
+        model = nnx.merge(self._graphdef, self._treedef.unflatten(values))
+        out = model(*args, **kwargs)
+        new, treedef = jax.tree_util.tree_flatten(nnx.state(model))
+        if treedef != self._treedef:
+            raise ValueError("NNXModule: the module changed the structure of its state during "
+                             "the call (variables added or removed); that is not supported.")
+        for i, (old, leaf) in enumerate(zip(values, new)):
+            if leaf is not old:
+                self._leaves[i].value = (jax.random.key_data(leaf) if i in self._key_impls
+                                         else leaf)
+        return out
+
+    def __repr__(self) -> str:
+        return f"NNXModule({len(self._leaves)} variables)"
+
+
+# ----- object module -> Linen ------------------------------------------------------------
+class _Handle:
+    """An object module and its layout, as a Linen field (hashed and compared by identity,
+    so that Linen never looks inside)."""
+
+    def __init__(self, f: Callable, vc: VarCollection, state_collection: str):
+        names = vc.names()
+        self.storages = [v._storage() for v in vc]
+        self.names = [names[id(s)] for s in self.storages]
+        self.collections = ["params" if isinstance(s, TrainVar) else state_collection
+                            for s in self.storages]
+        self.random = [i for i, s in enumerate(self.storages) if isinstance(s, RandomState)]
+        self.pure = functionalize(f, self.storages,
+                                  owner=f"to_linen({getattr(f, '__qualname__', f)!r})")
+        self.f = f
+
+    def __repr__(self) -> str:
+        return f"<{self.f!r}>"
+
+
+class BridgeLinen(nn.Module):
+    """Linen face of an object module; build it with ``bridge.flax.to_linen``."""
+
+    handle: _Handle
+    rng_stream: str = "dropout"
+
+    @nn.compact
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        h = self.handle
+        values, cells = [], {}
+        for i, (collection, name, var) in enumerate(zip(h.collections, h.names, h.storages)):
+            if collection == "params":
+                values.append(self.param(name, lambda _key, v=var: v.value))
+            else:
+                cells[i] = self.variable(collection, name, lambda v=var: v.value)
+                values.append(cells[i].value)
+        from_rngs = bool(h.random) and self.has_rng(self.rng_stream)
+        if from_rngs:
+            key = self.make_rng(self.rng_stream)
+            if _is_key(key):
+                key = jax.random.key_data(key)
+            keys = jax.random.split(key, len(h.random)) if len(h.random) > 1 else [key]
+            for i, k in zip(h.random, keys):
+                values[i] = k
+        out, new = h.pure(values, *args, **kwargs)
+        if not self.is_initializing():
+            random = set(h.random)
+            for i, cell in cells.items():
+                if new[i] is values[i]:
+                    continue
+                if i in random and (from_rngs
+                                    or not self.is_mutable_collection(h.collections[i])):
+                    continue  # keys: from `rngs`, or left as they are when not mutable
+                cell.value = new[i]
+        return out
+
+
+def to_linen(module: Callable, vc: Optional[VarCollection] = None, *,
+             state_collection: str = "batch_stats", rng_stream: str = "dropout") -> nn.Module:
+    """An object module as a Linen module.
+
+    Args:
+      module: a ``bridge.Module`` (or any callable, with ``vc``); the Linen module calls it
+        with the arguments given to ``apply``.
+      vc: its variables (default ``module.vars()``).
+      state_collection: the Linen collection of the non-trainable variables.
+      rng_stream: the Linen rng stream that ``RandomState``s draw from.
+
+    Returns:
+      A ``flax.linen.Module``. Its variables are the object module's, one per entry, named
+      as in ``vc`` (``{'params': {'(Linear).w': ...}, 'batch_stats': {...}}``): ``TrainVar``s
+      in ``params``, the others in ``state_collection``. ``init(key, *args)`` returns the
+      current values (the same arrays). ``apply(variables, *args, **kwargs)`` runs the
+      object code on the given values and changes nothing in the object module; changed
+      state comes back through ``mutable=[state_collection]`` as usual in Linen. When
+      ``apply`` gets ``rngs={rng_stream: key}`` the ``RandomState``s (e.g. of
+      ``bridge.nn.Dropout``) draw from that key; otherwise they use the stored keys.
+
+    Example::
+
+        lin = bridge.flax.to_linen(model)
+        variables = lin.init(jax.random.PRNGKey(0), x)      # model's weights
+        y, upd = lin.apply(variables, x, training=True, mutable=['batch_stats'])
+    """
+    if vc is None:
+        if isinstance(module, Module):
+            vc = module.vars()
+        elif isinstance(getattr(module, "__self__", None), Module):
+            vc = module.__self__.vars()
+        else:
+            raise ValueError("to_linen of a plain function needs the VarCollection it uses: "
+                             "to_linen(f, vc=model.vars()).")
+    return BridgeLinen(handle=_Handle(module, vc, state_collection), rng_stream=rng_stream)

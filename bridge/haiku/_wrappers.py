@@ -1,0 +1,271 @@
+"""Haiku models as object modules, and object modules as Haiku transformed functions.
+
+``HaikuModule(transformed, params, state=None)``
+    an ``hk.Transformed`` / ``hk.TransformedWithState`` with its params (and state) as a
+    ``bridge.Module``: params become ``TrainVar``s, state ``StateVar``s.
+``to_haiku(module)``
+    an object module as an ``hk.TransformedWithState`` whose ``init`` returns the module's
+    current weights and whose ``apply(params, state, rng, *args)`` runs it purely.
+
+As for the Flax wrappers, names and paths are worked out once, in the constructor; a call
+lists the variables' values, rebuilds the params/state dicts with stored tree structures,
+calls ``apply`` and writes back the state leaves that changed. Inside ``bridge.Jit`` this
+all happens at trace time.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping, Optional
+
+import haiku as hk
+import jax
+
+from bridge.pure import functionalize
+from bridge.state import BaseVar, Module, RandomState, StateVar, TrainVar, VarCollection
+
+__all__ = ["HaikuModule", "to_haiku"]
+
+try:  # Haiku's error for "this function needs an rng"; a ValueError subclass.
+    from haiku._src.base import MissingRNGError as _MissingRNG
+except ImportError:  # pragma: no cover - older/newer layouts
+    _MissingRNG = ValueError
+
+
+def _missing_rng(e: Exception) -> bool:
+    return isinstance(e, _MissingRNG) and "PRNGKey" in str(e)
+
+
+def _key_name(entry: Any) -> str:
+    for attr in ("key", "idx", "name"):
+        if hasattr(entry, attr):
+            return str(getattr(entry, attr))
+    return str(entry)
+
+
+def _takes_rng(apply: Callable, position: int) -> bool:
+    """Whether ``apply`` has an ``rng`` parameter (``hk.without_apply_rng`` removes it)."""
+    try:
+        params = list(inspect.signature(apply).parameters.values())
+    except (TypeError, ValueError):
+        return True
+    return len(params) > position and params[position].name == "rng"
+
+
+def _is_key(x: Any) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+class HaikuModule(Module):
+    """A Haiku transformed function with its params and state, as an object module.
+
+    Args:
+      transformed: an ``hk.Transformed`` or ``hk.TransformedWithState`` (with or without
+        ``hk.without_apply_rng``).
+      params: its params, as ``transformed.init`` returns them (kept, not copied).
+      state: its state (``TransformedWithState`` only).
+      seed: seed of the ``RandomState`` that the ``rng`` argument of ``apply`` comes from.
+
+    Variables (``vars()``), in Haiku's sorted order, then the random state:
+      ``(HaikuModule).params/<module name>/<leaf>`` (``TrainVar``), e.g.
+      ``(HaikuModule).params/mlp/~/linear_0/w``; ``(HaikuModule).state/<module name>/<leaf>``
+      (``StateVar``), e.g. ``(HaikuModule).state/batch_norm/~/mean_ema/average``; then
+      ``(HaikuModule).rng`` (a ``RandomState``).
+
+    Calling ``m(*args, **kwargs)`` runs ``transformed.apply(params, [state,] rng, *args,
+    **kwargs)`` and stores the returned state; keyword arguments (``is_training=True``)
+    pass through. ``rng`` is ``None`` until the model asks for random numbers (found out on
+    the first call that does); from then on each call draws
+    ``rng_state, rng = jax.random.split(rng_state)`` from ``m.rng``, so keys change per call,
+    and per example inside ``bridge.Vectorize``.
+
+    Example::
+
+        f = hk.transform_with_state(lambda x, is_training: hk.nets.ResNet18(10)(x, is_training))
+        params, state = f.init(key, x, is_training=True)
+        m = bridge.haiku.HaikuModule(f, params, state)
+        logits = m(x, is_training=True)          # batch-norm statistics updated in m
+        m.params, m.state                        # current Haiku dicts
+    """
+
+    def __init__(self, transformed: Any, params: Mapping, state: Optional[Mapping] = None,
+                 *, seed: int = 0):
+        if not hasattr(transformed, "apply") or not hasattr(transformed, "init"):
+            raise TypeError("HaikuModule takes an hk.Transformed or hk.TransformedWithState, "
+                            f"got {type(transformed).__name__}.")
+        self._with_state = isinstance(transformed, hk.TransformedWithState)
+        if state and not self._with_state:
+            raise TypeError("HaikuModule: state given for an hk.Transformed without state; "
+                            "use hk.transform_with_state.")
+        self.transformed = transformed
+        self._takes_rng = _takes_rng(transformed.apply, 2 if self._with_state else 1)
+        self._needs_rng = False
+        trees = {"params": dict(params), "state": dict(state or {})}
+        self._names: list[str] = []
+        self._leaves: list[BaseVar] = []
+        self._defs = {}
+        for part, kind in (("params", TrainVar), ("state", StateVar)):
+            flat, self._defs[part] = jax.tree_util.tree_flatten_with_path(trees[part])
+            for path, leaf in flat:
+                name = part + "/" + "/".join(_key_name(k) for k in path)
+                var = kind(leaf)
+                var._label = f"({type(self).__name__}).{name}"
+                self._names.append(name)
+                self._leaves.append(var)
+        self._n_params = self._defs["params"].num_leaves
+        self.rng = RandomState(seed)
+
+    def vars(self, scope: str = "") -> VarCollection:
+        prefix = f"{scope}({type(self).__name__})."
+        vc = VarCollection((prefix + name, v) for name, v in zip(self._names, self._leaves))
+        vc.update(super().vars(scope))  # ``rng`` and anything a subclass adds
+        return vc
+
+    @property
+    def params(self) -> dict:
+        """The current Haiku params (the variables' own arrays)."""
+        return self._defs["params"].unflatten([v.value for v in self._leaves[:self._n_params]])
+
+    @property
+    def state(self) -> dict:
+        """The current Haiku state (the variables' own arrays); ``{}`` without state."""
+        return self._defs["state"].unflatten([v.value for v in self._leaves[self._n_params:]])
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """``transformed.apply(...)``; see the class docstring."""
+        n = self._n_params
+        values = [v.value for v in self._leaves]
+        head = [self._defs["params"].unflatten(values[:n])]
+        if self._with_state:
+            head.append(self._defs["state"].unflatten(values[n:]))
+        while True:
+            next_state = None
+            if self._takes_rng:
+                rng = None
+                if self._needs_rng:
+                    next_state, rng = jax.random.split(self.rng.value)
+                call_args = (*head, rng, *args)
+            else:
+                call_args = (*head, *args)
+            try:
+                out = self.transformed.apply(*call_args, **kwargs)
+                break
+            except ValueError as e:  # the model draws random numbers: give it an rng
+                if self._needs_rng or not self._takes_rng or not _missing_rng(e):
+                    raise
+                self._needs_rng = True
+        if next_state is not None:
+            self.rng.value = next_state
+        if not self._with_state:
+            return out
+        out, new_state = out
+        self._write_back(new_state, values)
+        return out
+
+    def _write_back(self, new_state: Mapping, values: list) -> None:
+        n = self._n_params
+        leaves, treedef = jax.tree_util.tree_flatten(new_state)
+        if treedef != self._defs["state"]:
+            leaves = self._match_state(new_state)
+        for i, new in enumerate(leaves, start=n):
+            if new is not values[i]:
+                self._leaves[i].value = new
+
+    def _match_state(self, new_state: Mapping) -> list:
+        """State leaves in our order when the returned dict differs in structure."""
+        flat = {"state/" + "/".join(_key_name(k) for k in path): leaf
+                for path, leaf in jax.tree_util.tree_flatten_with_path(dict(new_state))[0]}
+        ours = self._names[self._n_params:]
+        unknown = sorted(set(flat) - set(ours))
+        if unknown:
+            raise ValueError("HaikuModule: apply returned state entries it was not given: "
+                             + ", ".join(unknown) + ". Pass the full state from init.")
+        return [flat.get(name, v.value) for name, v in zip(ours, self._leaves[self._n_params:])]
+
+    def __repr__(self) -> str:
+        return (f"HaikuModule({type(self.transformed).__name__}, {self._n_params} params, "
+                f"{len(self._leaves) - self._n_params} state)")
+
+
+# ----- object module -> Haiku ------------------------------------------------------------
+def _split_name(name: str) -> tuple[str, str]:
+    """``'(Seq)[0](Linear).w'`` -> ``('(Seq)[0](Linear)', 'w')``; a bare name -> ``('~', name)``."""
+    module, dot, leaf = name.rpartition(".")
+    return (module, leaf) if dot and module else ("~", name)
+
+
+def to_haiku(module: Callable, vc: Optional[VarCollection] = None) -> hk.TransformedWithState:
+    """An object module as an ``hk.TransformedWithState``.
+
+    Args:
+      module: a ``bridge.Module`` (or any callable, with ``vc``); ``apply`` calls it.
+      vc: its variables (default ``module.vars()``).
+
+    Returns:
+      ``hk.TransformedWithState(init, apply)``. Params are the ``TrainVar``s, state the other
+      variables, as Haiku's two-level dicts keyed by the object names split at the last dot
+      (``'(Sequential)[0](Linear).w'`` -> ``params['(Sequential)[0](Linear)']['w']``).
+
+      * ``init(rng, *args, **kwargs) -> (params, state)``: the module's current values (the
+        same arrays); the module is not run.
+      * ``apply(params, state, rng, *args, **kwargs) -> (output, new_state)``: runs the
+        module on the given values; nothing in the module changes. Variables the module
+        assigns (batch-norm statistics) come back in ``new_state``. With an ``rng``, the
+        ``RandomState``s (e.g. of ``bridge.nn.Dropout``) draw from it and keep their
+        entries in ``new_state``; with ``rng=None`` they use (and advance) their ``state``
+        entries.
+
+    Example::
+
+        f = bridge.haiku.to_haiku(model)
+        params, state = f.init(None, x)
+        y, state = jax.jit(f.apply)(params, state, None, x, training=True)
+    """
+    if vc is None:
+        if isinstance(module, Module):
+            vc = module.vars()
+        elif isinstance(getattr(module, "__self__", None), Module):
+            vc = module.__self__.vars()
+        else:
+            raise ValueError("to_haiku of a plain function needs the VarCollection it uses: "
+                             "to_haiku(f, vc=model.vars()).")
+    names = vc.names()
+    storages = [v._storage() for v in vc]
+    slots = [("params" if isinstance(s, TrainVar) else "state",) + _split_name(names[id(s)])
+             for s in storages]
+    random = [i for i, s in enumerate(storages) if isinstance(s, RandomState)]
+    state_slots = [i for i, (part, _, _) in enumerate(slots) if part == "state"]
+    pure = functionalize(module, storages,
+                         owner=f"to_haiku({getattr(module, '__qualname__', module)!r})")
+
+    def init(rng: Any, *args: Any, **kwargs: Any) -> tuple[dict, dict]:
+        del rng, args, kwargs  # the weights exist already
+        trees: dict[str, dict] = {"params": {}, "state": {}}
+        for (part, mod, leaf), s in zip(slots, storages):
+            trees[part].setdefault(mod, {})[leaf] = s.value
+        return trees["params"], trees["state"]
+
+    def apply(params: Mapping, state: Mapping, rng: Any, *args: Any,
+              **kwargs: Any) -> tuple[Any, dict]:
+        trees = {"params": params, "state": state or {}}
+        try:
+            values = [trees[part][mod][leaf] for part, mod, leaf in slots]
+        except KeyError:
+            missing = [f"{part}[{mod!r}][{leaf!r}]" for part, mod, leaf in slots
+                       if leaf not in trees[part].get(mod, {})]
+            raise KeyError("to_haiku apply: missing entries " + ", ".join(missing)) from None
+        if rng is not None and random:
+            key = jax.random.key_data(rng) if _is_key(rng) else rng
+            keys = jax.random.split(key, len(random)) if len(random) > 1 else [key]
+            for i, k in zip(random, keys):
+                values[i] = k
+        out, new = pure(values, *args, **kwargs)
+        new_state = {mod: dict(entries) for mod, entries in (state or {}).items()}
+        skip = set(random) if rng is not None else set()
+        for i in state_slots:
+            if new[i] is not values[i] and i not in skip:
+                _, mod, leaf = slots[i]
+                new_state[mod][leaf] = new[i]
+        return out, new_state
+
+    return hk.TransformedWithState(init=init, apply=apply)
