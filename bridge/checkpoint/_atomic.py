@@ -44,6 +44,9 @@ def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
     whatever was at ``path`` is left untouched.
     """
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"Cannot save {path!r}: the directory {directory!r} does not "
+                                "exist (create it first, e.g. os.makedirs(..., exist_ok=True)).")
     tmp, fd = _create_temp(directory, os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:

@@ -866,3 +866,10 @@ def test_flax_msgpack_checkpoint_restores_through_load_linen_variables():
     except NotImplementedError:
         pytest.skip("bridge.flax converters are not available yet")
     np.testing.assert_array_equal(net(x), MLP().apply(trained, x))
+
+
+def test_save_into_a_missing_directory_names_the_directory(tmp_path):
+    vc = bridge.VarCollection({"w": bridge.TrainVar(jnp.ones(2))})
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ckpt.save(str(tmp_path / "missing" / "model.msgpack"), vc)
+    assert not (tmp_path / "missing").exists()
