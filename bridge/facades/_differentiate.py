@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from bridge.facades._gather import read, write
+from bridge.facades._gather import differentiated_first, read, write
 from bridge.pure import changed_entries, functionalize
 from bridge.state import BaseVar, Module, VarCollection
 
@@ -51,11 +51,7 @@ class Differentiate:
     def __init__(self, func: Callable, transform: Transform, diff_vars: Sequence[BaseVar],
                  argnums: Sequence[int], other_vars: Sequence[BaseVar],
                  split_output: Callable[[Any], tuple[Any, Any]], owner: str):
-        diff = _unique(v._storage() for v in diff_vars)
-        diff_ids = {id(v) for v in diff}
-        self.storages = diff + [v for v in _unique(v._storage() for v in other_vars)
-                                if id(v) not in diff_ids]
-        self.n_diff = len(diff)
+        self.storages, self.n_diff = differentiated_first(diff_vars, other_vars)
         self.argnums = tuple(argnums)
         pure = functionalize(func, self.storages, strict_reads=False, owner=owner)
         nums = self.argnums
@@ -80,12 +76,3 @@ class Differentiate:
         write(self.storages, changes)
         return result, value, aux
 
-
-def _unique(variables) -> list[BaseVar]:
-    seen: set[int] = set()
-    out = []
-    for v in variables:
-        if id(v) not in seen:
-            seen.add(id(v))
-            out.append(v)
-    return out

@@ -8,12 +8,12 @@ reported by the enclosing scope.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 from bridge.state import BaseVar, Module, VarCollection
 from bridge.state._scope import _SCOPES
 
-__all__ = ["declared_collection", "storages", "read", "write"]
+__all__ = ["declared_collection", "storages", "differentiated_first", "read", "write"]
 
 
 def declared_collection(f: Any, vc: Optional[VarCollection]) -> VarCollection:
@@ -28,6 +28,29 @@ def declared_collection(f: Any, vc: Optional[VarCollection]) -> VarCollection:
 def storages(vc: VarCollection) -> list[BaseVar]:
     """The variables that hold arrays, in the collection's iteration order."""
     return [v._storage() for v in vc]
+
+
+def differentiated_first(diff_vars: Iterable[BaseVar],
+                         other_vars: Iterable[BaseVar]) -> tuple[list[BaseVar], int]:
+    """The storage variables, those to differentiate first, each once; and their count.
+
+    A facade hands the first ``n`` values to the differentiated argument of its pure
+    function and the rest (state and constants) to a non-differentiated one.
+    """
+    ordered: list[BaseVar] = []
+    seen: set[int] = set()
+
+    def add(group: Iterable[BaseVar]) -> None:
+        for v in group:
+            storage = v._storage()
+            if id(storage) not in seen:
+                seen.add(id(storage))
+                ordered.append(storage)
+
+    add(diff_vars)
+    n = len(ordered)
+    add(other_vars)
+    return ordered, n
 
 
 def read(variables: Sequence[BaseVar]) -> list:

@@ -6,7 +6,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import jax
 
-from bridge.facades._gather import declared_collection, read
+from bridge.facades._gather import declared_collection, differentiated_first, read
 from bridge.pure import changed_entries, clipped_grad, functionalize
 from bridge.random import DEFAULT_GENERATOR, Generator
 from bridge.state import Module, RandomState, TrainVar, VarCollection
@@ -87,12 +87,8 @@ class PrivateGradValues(Module):
         self.microbatch = microbatch
         self.batch_axis = tuple(batch_axis)
         self.method = method
-        train = _unique(v._storage() for v in vc.subset(TrainVar))
-        ids = {id(v) for v in train}
-        others = [v for v in _unique(v._storage() for v in declared_collection(f, vc))
-                  if id(v) not in ids]
-        self._storages = train + others
-        self._n_train = len(train)
+        self._storages, self._n_train = differentiated_first(
+            vc.subset(TrainVar), declared_collection(f, vc))
         self._random = [i for i, v in enumerate(self._storages) if isinstance(v, RandomState)]
         self._pure = functionalize(f, self._storages, strict_reads=False,
                                    owner=f"PrivateGradValues({getattr(f, '__qualname__', f)!r})")
@@ -149,12 +145,3 @@ class PrivateGradValues(Module):
                 f"l2_norm_clip={self.l2_norm_clip}, microbatch={self.microbatch}, "
                 f"batch_axis={self.batch_axis})")
 
-
-def _unique(variables) -> list:
-    seen: set[int] = set()
-    out = []
-    for v in variables:
-        if id(v) not in seen:
-            seen.add(id(v))
-            out.append(v)
-    return out
