@@ -30,6 +30,7 @@ from flax import nnx
 from flax.core import FrozenDict, unfreeze
 from flax.errors import InvalidRngError
 
+from bridge.interop._tree_module import TreeModule, key_name, path_name
 from bridge.pure import functionalize
 from bridge.state import BaseVar, Module, RandomState, StateVar, TrainVar, VarCollection
 
@@ -38,34 +39,13 @@ __all__ = ["FlaxModule", "NNXModule", "to_linen"]
 _MISSING_STREAM = re.compile(r'needs PRNG for "([^"]+)"')
 
 
-def _key_name(entry: Any) -> str:
-    """One step of a pytree path as text: a dict key, a sequence index or an attribute."""
-    for attr in ("key", "idx", "name"):
-        if hasattr(entry, attr):
-            return str(getattr(entry, attr))
-    return str(entry)
-
-
-def _path_name(path: Sequence[Any]) -> str:
-    """``params/Dense_0/kernel``; the ``.value`` of a metadata box (``nn.Partitioned``) is
-    not part of the name."""
-    if path and isinstance(path[-1], jax.tree_util.GetAttrKey) and path[-1].name == "value":
-        path = path[:-1]
-    return "/".join(_key_name(k) for k in path)
-
-
-def _labelled(var: BaseVar, owner: Module, name: str) -> BaseVar:
-    var._label = f"({type(owner).__name__}).{name}"  # used by error messages
-    return var
-
-
 def _split_key(state: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
     """``RandomState.split(n)`` without assigning: ``(next state, n keys)``."""
     keys = jax.random.split(state, n + 1)
     return keys[0], keys[1:]
 
 
-class FlaxModule(Module):
+class FlaxModule(TreeModule):
     """A Flax Linen model with its variables, as an object module.
 
     Args:
@@ -122,27 +102,18 @@ class FlaxModule(Module):
                             f"module.init, got {type(variables).__name__}.")
         self.module = module
         flat, self._treedef = jax.tree_util.tree_flatten_with_path(dict(variables))
-        self._names = [_path_name(path) for path, _ in flat]
-        self._leaves: list[BaseVar] = []
-        for (path, leaf), name in zip(flat, self._names):
-            kind = TrainVar if _key_name(path[0]) == "params" else StateVar
-            self._leaves.append(_labelled(kind(leaf), self, name))
+        self._set_leaves([
+            (path_name(path), (TrainVar if key_name(path[0]) == "params" else StateVar)(leaf))
+            for path, leaf in flat])
         # The collections apply may change, and where their leaves sit among ours: the
         # updates come back as {collection: tree}, whose leaves are in this same order.
         self._mutable = sorted(c for c in variables if c != "params")
         self._state_index = [i for i, (path, _) in enumerate(flat)
-                             if _key_name(path[0]) != "params"]
+                             if key_name(path[0]) != "params"]
         self._state_treedef = jax.tree_util.tree_structure(
             {c: variables[c] for c in self._mutable})
         self._rng_streams = tuple(sorted(set(rng_streams)))
         self.rng = RandomState(seed)
-
-    # ----- object-module protocol ----------------------------------------------------
-    def vars(self, scope: str = "") -> VarCollection:
-        prefix = f"{scope}({type(self).__name__})."
-        vc = VarCollection((prefix + name, v) for name, v in zip(self._names, self._leaves))
-        vc.update(super().vars(scope))  # ``rng`` and anything a subclass adds
-        return vc
 
     @property
     def variables(self) -> dict:
@@ -192,7 +163,7 @@ class FlaxModule(Module):
         index = {self._names[i]: i for i in self._state_index}
         found, unknown = [], []
         for path, new in jax.tree_util.tree_flatten_with_path(dict(updates))[0]:
-            name = _path_name(path)
+            name = path_name(path)
             (found if name in index else unknown).append((name, new))
         if unknown:
             raise ValueError(
@@ -212,7 +183,7 @@ def _is_key(x: Any) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-class NNXModule(Module):
+class NNXModule(TreeModule):
     """A Flax NNX module as an object module.
 
     Args:
@@ -252,10 +223,9 @@ class NNXModule(Module):
         leaves, self._treedef = jax.tree_util.tree_flatten(state)
         if len(leaves) != len(flat_vars):
             raise NotImplementedError("NNXModule: every NNX variable must hold one array.")
-        self._names = [_path_name(path) for path, _ in flat_vars]
-        self._leaves: list[BaseVar] = []
+        named: list[tuple[str, BaseVar]] = []
         self._key_impls: dict[int, Any] = {}  # leaf index -> PRNG impl of a typed key
-        for i, ((_, variable), leaf, name) in enumerate(zip(flat_vars, leaves, self._names)):
+        for i, ((path, variable), leaf) in enumerate(zip(flat_vars, leaves)):
             if isinstance(variable, nnx.Param):
                 var = TrainVar(leaf)
             elif isinstance(variable, nnx.RngKey):
@@ -266,13 +236,8 @@ class NNXModule(Module):
                 var.assign(leaf, check=False)
             else:
                 var = StateVar(leaf)
-            self._leaves.append(_labelled(var, self, name))
-
-    def vars(self, scope: str = "") -> VarCollection:
-        prefix = f"{scope}({type(self).__name__})."
-        vc = VarCollection((prefix + name, v) for name, v in zip(self._names, self._leaves))
-        vc.update(super().vars(scope))
-        return vc
+            named.append((path_name(path), var))
+        self._set_leaves(named)
 
     def _leaf_values(self) -> list:
         values = [v.value for v in self._leaves]

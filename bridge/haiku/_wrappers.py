@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Optional
 import haiku as hk
 import jax
 
+from bridge.interop._tree_module import TreeModule, path_name
 from bridge.pure import functionalize
 from bridge.state import BaseVar, Module, RandomState, StateVar, TrainVar, VarCollection
 
@@ -36,13 +37,6 @@ def _missing_rng(e: Exception) -> bool:
     return isinstance(e, _MissingRNG) and "PRNGKey" in str(e)
 
 
-def _key_name(entry: Any) -> str:
-    for attr in ("key", "idx", "name"):
-        if hasattr(entry, attr):
-            return str(getattr(entry, attr))
-    return str(entry)
-
-
 def _takes_rng(apply: Callable, position: int) -> bool:
     """Whether ``apply`` has an ``rng`` parameter (``hk.without_apply_rng`` removes it)."""
     try:
@@ -56,7 +50,7 @@ def _is_key(x: Any) -> bool:
     return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-class HaikuModule(Module):
+class HaikuModule(TreeModule):
     """A Haiku transformed function with its params and state, as an object module.
 
     Args:
@@ -101,25 +95,14 @@ class HaikuModule(Module):
         self._takes_rng = _takes_rng(transformed.apply, 2 if self._with_state else 1)
         self._needs_rng = False
         trees = {"params": dict(params), "state": dict(state or {})}
-        self._names: list[str] = []
-        self._leaves: list[BaseVar] = []
+        named: list[tuple[str, BaseVar]] = []
         self._defs = {}
         for part, kind in (("params", TrainVar), ("state", StateVar)):
             flat, self._defs[part] = jax.tree_util.tree_flatten_with_path(trees[part])
-            for path, leaf in flat:
-                name = part + "/" + "/".join(_key_name(k) for k in path)
-                var = kind(leaf)
-                var._label = f"({type(self).__name__}).{name}"
-                self._names.append(name)
-                self._leaves.append(var)
+            named += [(f"{part}/{path_name(path)}", kind(leaf)) for path, leaf in flat]
+        self._set_leaves(named)
         self._n_params = self._defs["params"].num_leaves
         self.rng = RandomState(seed)
-
-    def vars(self, scope: str = "") -> VarCollection:
-        prefix = f"{scope}({type(self).__name__})."
-        vc = VarCollection((prefix + name, v) for name, v in zip(self._names, self._leaves))
-        vc.update(super().vars(scope))  # ``rng`` and anything a subclass adds
-        return vc
 
     @property
     def params(self) -> dict:
@@ -173,7 +156,7 @@ class HaikuModule(Module):
 
     def _match_state(self, new_state: Mapping) -> list:
         """State leaves in our order when the returned dict differs in structure."""
-        flat = {"state/" + "/".join(_key_name(k) for k in path): leaf
+        flat = {"state/" + path_name(path): leaf
                 for path, leaf in jax.tree_util.tree_flatten_with_path(dict(new_state))[0]}
         ours = self._names[self._n_params:]
         unknown = sorted(set(flat) - set(ours))

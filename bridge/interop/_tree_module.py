@@ -1,0 +1,56 @@
+"""The shared shape of every wrapper: a module whose variables mirror a library's tree.
+
+``FlaxModule``, ``NNXModule`` and ``HaikuModule`` each hold one bridge variable per leaf of
+the wrapped model's variables, in the tree's own (sorted) leaf order, named after the
+leaf's path (``params/Dense_0/kernel``). Keeping that order lets a call rebuild the tree
+with a precomputed treedef, and the names follow the contract the converters read.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+
+from bridge.state import BaseVar, Module, VarCollection
+
+__all__ = ["TreeModule", "key_name", "path_name"]
+
+
+def key_name(entry: Any) -> str:
+    """One step of a pytree path as text: a dict key, a sequence index or an attribute."""
+    for attr in ("key", "idx", "name"):
+        if hasattr(entry, attr):
+            return str(getattr(entry, attr))
+    return str(entry)
+
+
+def path_name(path: Sequence[Any]) -> str:
+    """``params/Dense_0/kernel``; the ``.value`` of a metadata box (``nn.Partitioned``) is
+    not part of the name."""
+    if path and isinstance(path[-1], jax.tree_util.GetAttrKey) and path[-1].name == "value":
+        path = path[:-1]
+    return "/".join(key_name(k) for k in path)
+
+
+class TreeModule(Module):
+    """Base class of wrappers: ``_names[i]`` is the tree path of variable ``_leaves[i]``.
+
+    ``vars()`` lists them as ``(WrapperClass).<path>``, followed by the wrapper's ordinary
+    attributes (its ``rng``).
+    """
+
+    _names: list[str]
+    _leaves: list[BaseVar]
+
+    def _set_leaves(self, named: Sequence[tuple[str, BaseVar]]) -> None:
+        self._names = [name for name, _ in named]
+        self._leaves = [var for _, var in named]
+        for name, var in named:
+            var._label = f"({type(self).__name__}).{name}"  # used by error messages
+
+    def vars(self, scope: str = "") -> VarCollection:
+        prefix = f"{scope}({type(self).__name__})."
+        vc = VarCollection((prefix + name, v) for name, v in zip(self._names, self._leaves))
+        vc.update(super().vars(scope))  # ``rng`` and anything a subclass adds
+        return vc
