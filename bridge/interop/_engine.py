@@ -8,6 +8,7 @@ all-or-nothing assignment) happens here, in one pass over the leaves.
 from __future__ import annotations
 
 import difflib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
@@ -119,8 +120,37 @@ class _Target:
         return nm.layout_shape(tuple(np.shape(self.var._value)), self.src_layout, self.dst_layout)
 
 
+# Translating names is most of a conversion's cost, and a program converts the same
+# collection again and again (every checkpoint, every export): remember the last few
+# translations made with the built-in rules. The key holds each variable's identity, and
+# the cached targets hold the variables, so an identity cannot be reused while cached.
+_TARGET_CACHE: OrderedDict[tuple, list[_Target]] = OrderedDict()
+_TARGET_CACHE_SIZE = 32
+_DEFAULT_TABLE = nm.Table(())
+
+
+def _table(opts: _Options) -> nm.Table:
+    return nm.Table(opts.layers) if opts.layers else _DEFAULT_TABLE
+
+
 def _targets(vc: VarCollection, scheme: str, opts: _Options, style: str, mlp: bool,
              table: nm.Table, used: set[int]) -> list[_Target]:
+    if opts.rules or opts.layers:
+        return _translate(vc, scheme, opts, style, mlp, table, used)
+    key = (scheme, style, mlp, tuple((k, id(v)) for k, v in vc.items()))
+    targets = _TARGET_CACHE.get(key)
+    if targets is None:
+        targets = _translate(vc, scheme, opts, style, mlp, table, used)
+        _TARGET_CACHE[key] = targets
+        if len(_TARGET_CACHE) > _TARGET_CACHE_SIZE:
+            _TARGET_CACHE.popitem(last=False)
+    else:
+        _TARGET_CACHE.move_to_end(key)
+    return targets
+
+
+def _translate(vc: VarCollection, scheme: str, opts: _Options, style: str, mlp: bool,
+               table: nm.Table, used: set[int]) -> list[_Target]:
     namer = nm.ObjaxNamer("nnx" if scheme == "nnx" else style, table)
     names = vc.names()
     out = []
@@ -192,7 +222,7 @@ def export(vc: VarCollection, scheme: str, rules: RulesArg, what: str) -> dict[s
     """``{flat library key: value}`` for the variables of ``vc`` (values not copied)."""
     vc = _as_vc(vc, what)
     opts = _options(rules)
-    table = nm.Table(opts.layers)
+    table = _table(opts)
     style, mlp = _profiles(scheme, opts)[0]
     used: set[int] = set()
     targets = _targets(vc, scheme, opts, style, mlp, table, used)
@@ -216,7 +246,7 @@ def targets_for_export(vc: VarCollection, scheme: str, rules: RulesArg) -> list[
     opts = _options(rules)
     style, mlp = _profiles(scheme, opts)[0]
     used: set[int] = set()
-    targets = _targets(vc, scheme, opts, style, mlp, nm.Table(opts.layers), used)
+    targets = _targets(vc, scheme, opts, style, mlp, _table(opts), used)
     _check_rules_used(opts.rules, used, list(vc.keys()), "translate")
     return targets
 
@@ -290,7 +320,7 @@ def load(vc: VarCollection, flat: Mapping[str, Any], scheme: str, strict: bool,
     """
     vc = _as_vc(vc, what)
     opts = _options(rules)
-    table = nm.Table(opts.layers)
+    table = _table(opts)
     best: Optional[_Plan] = None
     used: set[int] = set()
     for style, mlp in _profiles(scheme, opts):
@@ -450,7 +480,7 @@ def port(tree: Any, from_: str, to: str, rules: RulesArg = None, like: Any = Non
         if s not in _SCHEMES:
             raise ValueError(f"{what}: unknown scheme {s!r}; expected one of {_SCHEMES}.")
     opts = _options(rules)
-    table = nm.Table(opts.layers)
+    table = _table(opts)
     flat = _flatten(tree, from_, "tree")
     like_flat = _flatten(like, to, "like") if like is not None else None
     mlps = [True] if opts.mlp else ([False, True] if to == "haiku" else [False])

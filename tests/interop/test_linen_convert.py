@@ -229,3 +229,13 @@ def test_real_flax_module_round_trips_through_the_converters():
     assert [p for p, _ in flat_out] == [p for p, _ in flat_in]
     assert all(a is b for (_, a), (_, b) in zip(flat_out, flat_in))
     load_linen_variables(wrapped.vars(), variables)
+
+
+def test_repeated_conversion_follows_replaced_variables():
+    # Translations are cached per collection; replacing a variable must not reuse a stale one.
+    model = bridge.nn.Sequential([bridge.nn.Linear(2, 3)])
+    first = bridge.flax.to_linen_variables(model.vars())
+    assert first["params"]["layers_0"]["kernel"] is model[0].w.value
+    model[0].w = bridge.TrainVar(jnp.ones((2, 3)))
+    second = bridge.flax.to_linen_variables(model.vars())
+    assert second["params"]["layers_0"]["kernel"] is model[0].w.value
