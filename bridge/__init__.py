@@ -6,7 +6,12 @@ Layers (imports point downwards only):
 
 * ``bridge.state``: variables, collections, modules;
 * ``bridge.pure``: every gradient semantic once, as pure functions over pytrees;
-* facades (``Jit``, ``Vectorize``, ``GradValues``, ``Grad``) and ``bridge.optimizer``;
+* facades: Objax's ``Jit``, ``Vectorize``, ``GradValues``, ``Grad``, ``Jacobian``,
+  ``Hessian``; BrainPy's ``grad``, ``vector_grad``, ``jacobian``, ``jacrev``, ``jacfwd``,
+  ``hessian``; ``bridge.optimizer`` and ``bridge.privacy``;
+* interop: ``bridge.flax`` and ``bridge.haiku`` (import them explicitly; they need the
+  ``flax``/``haiku`` extras), the library-independent name rules ``bridge.interop``, and
+  ``bridge.checkpoint`` (with Objax's ``bridge.io`` names);
 * ready-made layers: ``bridge.nn``, ``bridge.functional``, ``bridge.random``.
 """
 
@@ -65,10 +70,10 @@ __all__ = [
     "functional",
     "grad",
     "hessian",
-    "jacfwd",
-    "jacobian",
     "interop",
     "io",
+    "jacfwd",
+    "jacobian",
     "jacrev",
     "nn",
     "optimizer",
