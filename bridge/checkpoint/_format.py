@@ -172,6 +172,14 @@ def write_msgpack(f: IO[bytes], step: Optional[int], records: Sequence[Record]) 
     f.write(payload)
 
 
+def _check_version(version: Any) -> None:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"invalid format version {version!r}")
+    if version > VERSION:
+        raise ValueError(f"format version {version} is newer than this bridge reads "
+                         f"(version {VERSION}); upgrade bridge")
+
+
 def _read_msgpack(data: bytes) -> tuple[Optional[int], list[Record]]:
     try:
         outer = msgpack.unpackb(data, raw=False)
@@ -181,11 +189,7 @@ def _read_msgpack(data: bytes) -> tuple[Optional[int], list[Record]]:
     if not isinstance(outer, dict) or outer.get("format") != FORMAT:
         raise ValueError(f"not a bridge checkpoint (no {FORMAT!r} format marker)")
     version = outer.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ValueError(f"invalid format version {version!r}")
-    if version > VERSION:
-        raise ValueError(f"format version {version} is newer than this bridge reads "
-                         f"(version {VERSION}); upgrade bridge")
+    _check_version(version)
     payload, digest = outer.get("payload"), outer.get("sha256")
     if set(outer) != {"format", "version", "sha256", "payload"} or not isinstance(
             payload, bytes) or not isinstance(digest, bytes):
@@ -303,11 +307,7 @@ def _npz_meta(raw: np.ndarray, count: int) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"not a bridge checkpoint (no {FORMAT!r} format marker)")
     version = meta.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise ValueError(f"invalid format version {version!r}")
-    if version > VERSION:
-        raise ValueError(f"format version {version} is newer than this bridge reads "
-                         f"(version {VERSION}); upgrade bridge")
+    _check_version(version)
     dtypes, impls = meta.get("dtypes"), meta.get("key_impls")
     if not (isinstance(dtypes, list) and isinstance(impls, list) and len(dtypes) == count
             and len(impls) == count and isinstance(meta.get("sha256"), str)

@@ -23,9 +23,10 @@ import functools
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from bridge import pure
-from bridge.facades._differentiate import Differentiate, module_vars
+from bridge.facades._differentiate import Differentiate
 from bridge.state import BaseVar, Module, VarCollection
 from bridge.state._collection import as_collection
+from bridge.state._module import module_vars
 
 __all__ = ["grad", "vector_grad", "jacobian", "jacrev", "jacfwd", "hessian"]
 

@@ -14,22 +14,12 @@ from typing import Any, Callable, Sequence
 
 from bridge.facades._gather import differentiated_first, read, write
 from bridge.pure import changed_entries, functionalize
-from bridge.state import BaseVar, Module, VarCollection
+from bridge.state import BaseVar
 
-__all__ = ["Differentiate", "module_vars"]
+__all__ = ["Differentiate"]
 
 # ``transform(fn, argnums=0, has_aux=True, return_value=True)`` -> g(...) -> (d, value, aux)
 Transform = Callable[..., Callable]
-
-
-def module_vars(func: Any) -> VarCollection:
-    """The variables of ``func`` when it is a module or a method of one (else empty)."""
-    if isinstance(func, Module):
-        return func.vars()
-    owner = getattr(func, "__self__", None)
-    if isinstance(owner, Module):
-        return owner.vars()
-    return VarCollection()
 
 
 class Differentiate:

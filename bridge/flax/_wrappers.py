@@ -32,7 +32,8 @@ from flax.errors import InvalidRngError
 
 from bridge.interop._tree_module import TreeModule, key_name, path_name
 from bridge.pure import functionalize
-from bridge.state import BaseVar, Module, RandomState, StateVar, TrainVar, VarCollection
+from bridge.state import BaseVar, RandomState, StateVar, TrainVar, VarCollection
+from bridge.state._module import module_vars
 
 __all__ = ["FlaxModule", "NNXModule", "to_linen"]
 
@@ -369,11 +370,5 @@ def to_linen(module: Callable, vc: Optional[VarCollection] = None, *,
         y, upd = lin.apply(variables, x, training=True, mutable=['batch_stats'])
     """
     if vc is None:
-        if isinstance(module, Module):
-            vc = module.vars()
-        elif isinstance(getattr(module, "__self__", None), Module):
-            vc = module.__self__.vars()
-        else:
-            raise ValueError("to_linen of a plain function needs the VarCollection it uses: "
-                             "to_linen(f, vc=model.vars()).")
+        vc = module_vars(module, needed_by="to_linen")
     return BridgeLinen(handle=_Handle(module, vc, state_collection), rng_stream=rng_stream)

@@ -23,7 +23,8 @@ import jax
 
 from bridge.interop._tree_module import TreeModule, path_name
 from bridge.pure import functionalize
-from bridge.state import BaseVar, Module, RandomState, StateVar, TrainVar, VarCollection
+from bridge.state import BaseVar, RandomState, StateVar, TrainVar, VarCollection
+from bridge.state._module import module_vars
 
 __all__ = ["HaikuModule", "to_haiku"]
 
@@ -205,13 +206,7 @@ def to_haiku(module: Callable, vc: Optional[VarCollection] = None) -> hk.Transfo
         y, state = jax.jit(f.apply)(params, state, None, x, training=True)
     """
     if vc is None:
-        if isinstance(module, Module):
-            vc = module.vars()
-        elif isinstance(getattr(module, "__self__", None), Module):
-            vc = module.__self__.vars()
-        else:
-            raise ValueError("to_haiku of a plain function needs the VarCollection it uses: "
-                             "to_haiku(f, vc=model.vars()).")
+        vc = module_vars(module, needed_by="to_haiku")
     names = vc.names()
     storages = [v._storage() for v in vc]
     slots = [("params" if isinstance(s, TrainVar) else "state",) + _split_name(names[id(s)])

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Optional
 from bridge.state._collection import VarCollection
 from bridge.state._variables import BaseVar
 
-__all__ = ["Module", "ModuleList", "Function", "ForceArgs", "local_kwargs"]
+__all__ = ["Module", "ModuleList", "Function", "ForceArgs", "local_kwargs", "module_vars"]
 
 
 class Module:
@@ -183,3 +183,20 @@ def local_kwargs(kwargs: dict, f: Callable, signature: Optional[inspect.Signatur
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return kwargs
     return {k: v for k, v in kwargs.items() if k in params}
+
+
+def module_vars(func: Any, needed_by: Optional[str] = None) -> VarCollection:
+    """The variables of ``func`` when it is a module or a method of one.
+
+    For anything else: an empty collection, or, when ``needed_by`` names the caller, a
+    ``ValueError`` asking for the collection explicitly.
+    """
+    if isinstance(func, Module):
+        return func.vars()
+    owner = getattr(func, "__self__", None)
+    if isinstance(owner, Module):
+        return owner.vars()
+    if needed_by is not None:
+        raise ValueError(f"{needed_by} of a plain function needs the VarCollection it uses: "
+                         f"{needed_by}(f, vc=model.vars()).")
+    return VarCollection()
