@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from bridge import pure
 from bridge.facades._differentiate import Differentiate
+from bridge.facades._gather import merge_once
 from bridge.state import BaseVar, Module, VarCollection
 from bridge.state._collection import as_collection
 from bridge.state._module import module_vars
@@ -79,16 +80,11 @@ class _AutogradModule(Module):
         else:
             self.argnums, self.single_arg = tuple(argnums), False
         self.has_aux, self.return_value = bool(has_aux), bool(return_value)
-        self.vc = VarCollection()
         # Each variable once; names from the module when it has them, else from the argument.
-        present: set[int] = set()
-        for prefix, extra in (("", module_vars(func)),
-                              ("grad_vars", _collect(grad_vars, "grad_vars")),
-                              ("dyn_vars", _collect(dyn_vars, "dyn_vars"))):
-            for k, v in extra.items():
-                if id(v._storage()) not in present:
-                    present.add(id(v._storage()))
-                    self.vc.update({prefix + k: v})
+        self.vc = merge_once(
+            module_vars(func),
+            _collect(grad_vars, "grad_vars").rename(lambda k: "grad_vars" + k),
+            _collect(dyn_vars, "dyn_vars").rename(lambda k: "dyn_vars" + k))
         split = _split_aux if self.has_aux else _no_aux
         self._engine = Differentiate(
             func, transform, self.layout.variables, self.argnums, list(self.vc), split,

@@ -8,21 +8,31 @@ reported by the enclosing scope.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from bridge.state import BaseVar, Module, VarCollection
+from bridge.state import BaseVar, VarCollection
+from bridge.state._module import module_vars
 from bridge.state._scope import _SCOPES
 
-__all__ = ["declared_collection", "storages", "differentiated_first", "read", "write"]
+__all__ = ["declared_collection", "merge_once", "storages", "differentiated_first", "read",
+           "write"]
+
+
+def merge_once(*collections: Mapping[str, BaseVar]) -> VarCollection:
+    """The collections merged, each variable once, under the first name it comes with."""
+    out = VarCollection()
+    present: set[int] = set()
+    for collection in collections:
+        for name, v in collection.items():
+            if id(v._storage()) not in present:
+                present.add(id(v._storage()))
+                out.update({name: v})
+    return out
 
 
 def declared_collection(f: Any, vc: Optional[VarCollection]) -> VarCollection:
-    """``vc`` together with ``f.vars()`` when ``f`` is a module (each variable once)."""
-    out = VarCollection(vc or {})
-    if isinstance(f, Module):
-        present = {id(v._storage()) for v in out.values()}
-        out.update((k, v) for k, v in f.vars().items() if id(v._storage()) not in present)
-    return out
+    """``vc`` together with the variables of ``f`` when it is a module or a module's method."""
+    return merge_once(vc or {}, module_vars(f))
 
 
 def storages(vc: VarCollection) -> list[BaseVar]:
