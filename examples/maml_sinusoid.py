@@ -24,6 +24,10 @@ The same algorithm is written twice:
 Both start from the same initial weights and see the same meta-batches; the evaluation is
 one pure function of a params pytree shared by both. Second-order MAML differentiates
 through the inner gradient; first-order MAML treats it as a constant.
+
+``--seeds 0-15`` trains the pure style once per seed, all seeds at once (``jax.vmap`` over
+the scanned meta-loop), and prints the median over seeds: ``docs/maml.md`` explains why a
+single run is not enough to compare with a reference figure.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import operator
 import os
 import sys
 import time
@@ -62,6 +67,8 @@ ITERATIONS = 70_000
 EVAL_TASKS = 1_000
 EVAL_STEPS = (0, 1, 10)
 EVAL_SEED = 20_170_703  # fixed: every run is scored on the same test tasks
+VALIDATION_TASKS = 1000  # progress lines score the weights on these, not on the test tasks
+VALIDATION_SEED = 1
 
 # Mean query MSE after 0 / 1 / 10 steps of a plain-JAX reference run (SPEC.md).
 REFERENCE = {"second": (3.02, 0.340, 0.095), "first": (3.09, 0.404, 0.114)}
@@ -115,13 +122,22 @@ def layer_sizes() -> list[int]:
 
 
 def init_params(key: jax.Array) -> Params:
-    """Glorot-normal weights (std ``sqrt(2 / (nin + nout))``) and zero biases, the
-    distribution ``bridge.nn.Linear`` draws from."""
+    """Weights and biases uniform in ``[-1/sqrt(nin), 1/sqrt(nin)]`` (PyTorch's ``nn.Linear``
+    default, which most MAML reimplementations inherit).
+
+    The biases matter on a one-dimensional input: with zero biases every first-layer ReLU
+    starts with its kink at ``x = 0``, and meta-training must first spread them over
+    ``[-5, 5]``. With Glorot weights and zero biases, some second-order runs ended with
+    test tasks that ten SGD steps blow up; with these biases none did (``docs/maml.md``).
+    """
     sizes = layer_sizes()
-    keys = jax.random.split(key, len(sizes) - 1)
-    glorot = jax.nn.initializers.variance_scaling(1.0, "fan_avg", "normal")
-    return [{"b": jnp.zeros(nout), "w": glorot(k, (nin, nout))}
-            for k, nin, nout in zip(keys, sizes[:-1], sizes[1:])]
+    params = []
+    for k, nin, nout in zip(jax.random.split(key, len(sizes) - 1), sizes[:-1], sizes[1:]):
+        kw, kb = jax.random.split(k)
+        bound = 1.0 / math.sqrt(nin)
+        params.append({"b": jax.random.uniform(kb, (nout,), minval=-bound, maxval=bound),
+                       "w": jax.random.uniform(kw, (nin, nout), minval=-bound, maxval=bound)})
+    return params
 
 
 def mlp_apply(params: Params, x: jax.Array) -> jax.Array:
@@ -206,12 +222,33 @@ class Result(NamedTuple):
     seconds: float          # training wall time, compilation included
 
 
-def _report(style: str, order: str, done: int, total: int, losses: Sequence[float],
-            start: float, out) -> None:
-    if out is not None:
-        elapsed = time.perf_counter() - start
-        print(f"  [{style:6s} {order:6s}] iter {done:6d}/{total}  meta-loss "
-              f"{float(np.mean(losses)):.4f}  {elapsed:6.1f} s", file=out, flush=True)
+class Progress:
+    """Prints one line per chunk of iterations: the mean meta-loss and, for a single run,
+    the MSE after 0 / 1 / 10 steps on ``VALIDATION_TASKS`` tasks (not the test tasks).
+
+    ``seconds()`` is the wall time since construction minus the time spent validating.
+    """
+
+    def __init__(self, style: str, order: str, total: int, out) -> None:
+        self.style, self.order, self.total, self.out = style, order, total, out
+        self.start = time.perf_counter()
+        self.validating = 0.0
+
+    def __call__(self, done: int, losses: np.ndarray, params: Optional[Params] = None) -> None:
+        if self.out is None:
+            return
+        line = (f"  [{self.style:6s} {self.order:6s}] iter {done:6d}/{self.total}  meta-loss "
+                f"{float(np.mean(losses)):.4f}")
+        if params is not None:
+            begin = time.perf_counter()
+            ev = evaluate(params, VALIDATION_TASKS, VALIDATION_SEED)
+            self.validating += time.perf_counter() - begin
+            line += "  validation MSE@0/1/10 " + "/".join(f"{ev.mean[s]:.3f}"
+                                                          for s in EVAL_STEPS)
+        print(f"{line}  {self.seconds():6.1f} s", file=self.out, flush=True)
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start - self.validating
 
 
 def train_object(order: str, iterations: int = ITERATIONS, seed: int = 0,
@@ -221,38 +258,38 @@ def train_object(order: str, iterations: int = ITERATIONS, seed: int = 0,
     # Start from the same weights as the pure run, so the two can be compared number for
     # number (build_model alone would draw from bridge.random.DEFAULT_GENERATOR).
     model.vars().assign(jax.tree_util.tree_leaves(init_params(jax.random.PRNGKey(seed))))
-    start = time.perf_counter()
+    progress = Progress("object", order, iterations, out)
     step = object_train_step(model, order, seed)
     losses, chunk = [], []
     for i in range(iterations):
         chunk.append(step(i))
         if (i + 1) % log_every == 0 or i + 1 == iterations:
             chunk = [float(v) for v in chunk]  # waits for the device
-            _report("object", order, i + 1, iterations, chunk, start, out)
+            progress(i + 1, np.asarray(chunk), params_from_flat(model.vars().tensors()))
             losses += chunk
             chunk = []
-    seconds = time.perf_counter() - start
     return Result("object", order, params_from_flat(model.vars().tensors()),
-                  np.asarray(losses), seconds)
+                  np.asarray(losses), progress.seconds())
 
 
 # ----- pure style ------------------------------------------------------------------------------
-def pure_train_chunk(order: str, seed: int, length: int, inner_lr: float = INNER_LR,
-                     meta_lr: float = META_LR, meta_batch: int = META_BATCH) -> Callable:
-    """``run(params, opt_state, first_iteration) -> (params, opt_state, losses)``: ``length``
-    meta-iterations inside one ``jax.lax.scan``, compiled once."""
+def pure_iterations(order: str, length: int, inner_lr: float = INNER_LR,
+                    meta_lr: float = META_LR, meta_batch: int = META_BATCH) -> Callable:
+    """``run(params, opt_state, seed, first_iteration) -> (params, opt_state, losses)``:
+    ``length`` meta-iterations inside one ``jax.lax.scan`` (not yet jitted).
+
+    ``seed`` may be traced, so ``jax.vmap`` over it trains several seeds at once."""
     meta_loss = bridge.pure.pairwise_nested_loss(mse, inner_lr, first_order=order == "first")
     tx = optax.adam(meta_lr)
 
-    def one_iteration(carry, iteration):
-        params, opt_state = carry
-        xs, ys, xq, yq = sample_meta_batch(step_key(seed, iteration), meta_batch)
-        loss, grads = jax.value_and_grad(meta_loss)(params, xq, yq, xs, ys)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
+    def run(params, opt_state, seed, first_iteration):
+        def one_iteration(carry, iteration):
+            params, opt_state = carry
+            xs, ys, xq, yq = sample_meta_batch(step_key(seed, iteration), meta_batch)
+            loss, grads = jax.value_and_grad(meta_loss)(params, xq, yq, xs, ys)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
 
-    @jax.jit
-    def run(params, opt_state, first_iteration):
         iterations = first_iteration + jnp.arange(length)
         (params, opt_state), losses = jax.lax.scan(one_iteration, (params, opt_state),
                                                    iterations)
@@ -261,26 +298,53 @@ def pure_train_chunk(order: str, seed: int, length: int, inner_lr: float = INNER
     return run
 
 
-def train_pure(order: str, iterations: int = ITERATIONS, seed: int = 0,
-               log_every: int = 1000, out=sys.stdout) -> Result:
-    """Meta-train the pure-style MAML (meta-loop in ``jax.lax.scan``)."""
-    params = init_params(jax.random.PRNGKey(seed))
-    start = time.perf_counter()
-    opt_state = optax.adam(META_LR).init(params)
+def _train_pure_chunks(runner: Callable, params, opt_state, seed, iterations: int,
+                       log_every: int, report: Callable) -> tuple[Any, np.ndarray]:
+    """Call ``runner(length)(params, opt_state, seed, done)`` until ``iterations`` are done;
+    each distinct chunk length compiles once."""
     runners: dict[int, Callable] = {}
-    losses: list[float] = []
+    losses = []
     done = 0
     while done < iterations:
         length = min(log_every, iterations - done)
         if length not in runners:
-            runners[length] = pure_train_chunk(order, seed, length)
-        params, opt_state, chunk = runners[length](params, opt_state, done)
+            runners[length] = runner(length)
+        params, opt_state, chunk = runners[length](params, opt_state, seed, done)
         chunk = np.asarray(chunk)  # waits for the device
         done += length
-        _report("pure", order, done, iterations, chunk, start, out)
-        losses += chunk.tolist()
-    seconds = time.perf_counter() - start
-    return Result("pure", order, params, np.asarray(losses), seconds)
+        report(done, chunk, params)
+        losses.append(chunk)
+    return params, np.concatenate(losses, axis=-1)
+
+
+def train_pure(order: str, iterations: int = ITERATIONS, seed: int = 0,
+               log_every: int = 1000, out=sys.stdout) -> Result:
+    """Meta-train the pure-style MAML (meta-loop in ``jax.lax.scan``)."""
+    params = init_params(jax.random.PRNGKey(seed))
+    progress = Progress("pure", order, iterations, out)
+    params, losses = _train_pure_chunks(
+        lambda length: jax.jit(pure_iterations(order, length)),
+        params, optax.adam(META_LR).init(params), seed, iterations, log_every, progress)
+    return Result("pure", order, params, losses, progress.seconds())
+
+
+def train_pure_seeds(order: str, seeds: Sequence[int], iterations: int = ITERATIONS,
+                     log_every: int = 1000, out=sys.stdout) -> list[Result]:
+    """Meta-train one pure-style run per seed, all at once: ``jax.vmap`` over the seed of
+    the whole scanned meta-loop. Returns one ``Result`` per seed (``seconds`` is the
+    wall time of the joint run)."""
+    seed_array = jnp.asarray(seeds)
+    params = jax.vmap(init_params)(jax.vmap(jax.random.PRNGKey)(seed_array))
+    progress = Progress(f"pure x{len(seeds)}", order, iterations, out)
+    params, losses = _train_pure_chunks(
+        lambda length: jax.jit(jax.vmap(pure_iterations(order, length),
+                                        in_axes=(0, 0, 0, None))),
+        params, jax.vmap(optax.adam(META_LR).init)(params), seed_array, iterations,
+        log_every, lambda done, chunk, _: progress(done, chunk))  # no per-seed validation
+    seconds = progress.seconds()
+    per_seed = [jax.tree_util.tree_map(operator.itemgetter(i), params) for i in range(len(seeds))]
+    return [Result("pure", order, p, seed_losses, seconds)
+            for p, seed_losses in zip(per_seed, losses)]
 
 
 # ----- evaluation (shared by both styles) --------------------------------------------------------
@@ -326,10 +390,10 @@ class Evaluation(NamedTuple):
     diverged: int            # tasks whose MSE after 10 steps is above that after 0 (or inf/nan)
 
 
-def evaluate(params: Params, n_tasks: int = EVAL_TASKS) -> Evaluation:
+def evaluate(params: Params, n_tasks: int = EVAL_TASKS, eval_seed: int = EVAL_SEED) -> Evaluation:
     """Adapt on the K support points of each fixed test task for 0, 1, 10 SGD steps and
     score on its ``EVAL_QUERY`` query points."""
-    _, xs, ys, xq, yq = sample_eval_tasks(n_tasks)
+    _, xs, ys, xq, yq = sample_eval_tasks(n_tasks, eval_seed)
     per_task = np.asarray(query_mse(params, xs, ys, xq, yq))
     last = per_task[:, max(EVAL_STEPS)]
     return Evaluation({s: float(per_task[:, s].mean()) for s in EVAL_STEPS},
@@ -389,7 +453,7 @@ def table(rows: Sequence[tuple[Result, Evaluation]]) -> str:
 
 def run(styles: Sequence[str], orders: Sequence[str], iterations: int = ITERATIONS,
         seed: int = 0, eval_tasks: int = EVAL_TASKS, log_every: int = 1000,
-        plot_path: Optional[str] = "maml_sinusoid.png",
+        plot_path: Optional[str] = "maml_sinusoid.png", eval_seed: int = EVAL_SEED,
         out=sys.stdout) -> list[tuple[Result, Evaluation]]:
     """Train every (style, order), evaluate, plot; returns ``[(result, evaluation)]``."""
     trainers = {"object": train_object, "pure": train_pure}
@@ -399,7 +463,7 @@ def run(styles: Sequence[str], orders: Sequence[str], iterations: int = ITERATIO
             print(f"training {style} style, {order} order, {iterations} iterations", file=out,
                   flush=True)
             result = trainers[style](order, iterations, seed, log_every, out)
-            ev = evaluate(result.params, eval_tasks)
+            ev = evaluate(result.params, eval_tasks, eval_seed)
             print(f"  -> {result.seconds:.1f} s; test MSE after "
                   + ", ".join(f"{s}: {m:.3f}" for s, m in ev.mean.items()), file=out, flush=True)
             rows.append((result, ev))
@@ -409,15 +473,67 @@ def run(styles: Sequence[str], orders: Sequence[str], iterations: int = ITERATIO
     return rows
 
 
+def run_seeds(orders: Sequence[str], seeds: Sequence[int], iterations: int = ITERATIONS,
+              eval_tasks: int = EVAL_TASKS, log_every: int = 1000,
+              eval_seed: int = EVAL_SEED, out=sys.stdout) -> dict[str, list[Evaluation]]:
+    """Pure style only: train every order once per seed (all seeds at once) and evaluate
+    each run; returns ``{order: [evaluation per seed]}``."""
+    evaluations = {}
+    for order in orders:
+        print(f"training pure style, {order} order, {iterations} iterations, seeds "
+              f"{list(seeds)} at once", file=out, flush=True)
+        results = train_pure_seeds(order, seeds, iterations, log_every, out)
+        evaluations[order] = [evaluate(r.params, eval_tasks, eval_seed) for r in results]
+        print(f"  -> {results[0].seconds:.1f} s", file=out, flush=True)
+    return evaluations
+
+
+def seeds_table(seeds: Sequence[int], evaluations: dict[str, list[Evaluation]],
+                tolerance: float = 0.15) -> str:
+    """One line per (order, seed), then per order the median over seeds, its difference
+    to the reference, and how many seeds land within ``tolerance`` of it."""
+    lines = [f"{'order':7s} {'seed':>6s} {'MSE@0':>7s} {'MSE@1':>7s} {'MSE@10':>7s} | "
+             f"{'diff@0':>7s} {'diff@1':>7s} {'diff@10':>7s}"]
+    for order, evs in evaluations.items():
+        ref = REFERENCE[order]
+        table_rows = [(str(seed), [ev.mean[s] for s in EVAL_STEPS])
+                      for seed, ev in zip(seeds, evs)]
+        medians = np.median([row for _, row in table_rows], axis=0).tolist()
+        for label, row in [*table_rows, ("median", medians)]:
+            diffs = " ".join(f"{(o - r) / r:+7.1%}" for o, r in zip(row, ref))
+            lines.append(f"{order:7s} {label:>6s} {row[0]:7.3f} {row[1]:7.3f} {row[2]:7.3f} | "
+                         f"{diffs}")
+        within = [sum(abs(row[i] - r) <= tolerance * r for _, row in table_rows)
+                  for i, r in enumerate(ref)]
+        lines.append(f"{order:7s} {'ref':>6s} {ref[0]:7.3f} {ref[1]:7.3f} {ref[2]:7.3f} | "
+                     + " ".join(f"{f'{n}/{len(evs)}':>7s}" for n in within)
+                     + f"  (seeds within {tolerance:.0%})")
+    return "\n".join(lines)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-7"`` or ``"0,3,5"`` (or a mix, ``"0-3,9"``) as a list of seeds."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        seeds += range(int(first), int(last or first) + 1)
+    return seeds
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iterations", type=int, default=ITERATIONS)
     parser.add_argument("--style", choices=["object", "pure", "both"], default="both")
     parser.add_argument("--order", choices=["second", "first", "both"], default="both")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=parse_seeds, default=None,
+                        help="several seeds, e.g. 0-15: pure style only, trained at once "
+                             "with jax.vmap; prints every seed and the median")
     parser.add_argument("--plot", default="maml_sinusoid.png",
                         help="PNG path for the fits ('' for no plot)")
     parser.add_argument("--eval-tasks", type=int, default=EVAL_TASKS)
+    parser.add_argument("--eval-seed", type=int, default=EVAL_SEED,
+                        help="seed of the test tasks (the default is fixed for every run)")
     parser.add_argument("--log-every", type=int, default=1000,
                         help="iterations between progress lines (the pure style's scan length)")
     args = parser.parse_args(argv)
@@ -425,8 +541,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     orders = ["second", "first"] if args.order == "both" else [args.order]
     print(f"jax {jax.__version__} on {jax.default_backend()}; {args.eval_tasks} test tasks, "
           f"K={K_SHOT}, {EVAL_QUERY} query points, alpha={INNER_LR}")
+    if args.seeds is not None:
+        evaluations = run_seeds(orders, args.seeds, args.iterations, args.eval_tasks,
+                                args.log_every, args.eval_seed)
+        print()
+        print(f"mean query MSE after 0 / 1 / 10 adaptation steps on {args.eval_tasks} test "
+              f"tasks ({args.iterations} meta-iterations, pure style, one run per seed):")
+        print(seeds_table(args.seeds, evaluations))
+        return
     rows = run(styles, orders, args.iterations, args.seed, args.eval_tasks, args.log_every,
-               args.plot or None)
+               args.plot or None, args.eval_seed)
     print()
     print(f"mean query MSE after 0 / 1 / 10 adaptation steps on {args.eval_tasks} test tasks "
           f"({args.iterations} meta-iterations, seed {args.seed}):")

@@ -48,8 +48,9 @@ def test_short_run_trains_and_adaptation_helps(example, short_run):
                                                                          result.order)
         assert sorted(mses) == [0, 1, 10]
         assert mses[1] < mses[0] and mses[10] < mses[0], (result.style, result.order, mses)
-    # progress lines, one per 100 iterations and run
+    # progress lines, one per 100 iterations and run, each with the validation figures
     assert log.count("meta-loss") == 12
+    assert log.count("validation MSE@0/1/10") == 12
 
 
 def test_both_styles_follow_the_same_trajectory(short_run):
@@ -84,6 +85,51 @@ def test_plot_is_written(example, short_run, tmp_path):
     path = tmp_path / "maml.png"
     example.plot([r for r, _ in rows[:2]], str(path), n_tasks=2)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_training_several_seeds_at_once_matches_each_seed_alone(example):
+    """``--seeds``: one vmapped run per seed follows that seed's own single run."""
+    together = example.train_pure_seeds("first", [0, 3], iterations=40, log_every=20,
+                                        out=None)
+    for seed, joint in zip([0, 3], together):
+        alone = example.train_pure("first", iterations=40, seed=seed, log_every=20, out=None)
+        np.testing.assert_allclose(joint.losses, alone.losses, rtol=1e-4, atol=1e-6)
+        for a, b in zip(jax.tree_util.tree_leaves(joint.params),
+                        jax.tree_util.tree_leaves(alone.params)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(together[0].losses, together[1].losses)
+
+
+def test_seeds_table_reports_median_and_count_within_tolerance(example):
+    def evaluation(m0, m1, m10):
+        return example.Evaluation({0: m0, 1: m1, 10: m10}, {}, 0)
+
+    # first-order reference: 3.09 / 0.404 / 0.114
+    evs = [evaluation(3.1, 0.40, 0.20), evaluation(5.0, 0.41, 0.11),
+           evaluation(3.2, 0.90, 0.12)]
+    lines = example.seeds_table([4, 5, 6], {"first": evs}).splitlines()
+    assert [line.split()[1] for line in lines[1:]] == ["4", "5", "6", "median", "ref"]
+    assert [float(v) for v in lines[4].split()[2:5]] == [3.2, 0.41, 0.12]
+    assert lines[5].split()[6:9] == ["2/3", "2/3", "2/3"]
+
+
+@pytest.mark.parametrize("text, seeds", [("3", [3]), ("0-3", [0, 1, 2, 3]),
+                                         ("0,2,5-6", [0, 2, 5, 6])])
+def test_parse_seeds(example, text, seeds):
+    assert example.parse_seeds(text) == seeds
+
+
+def test_initial_weights_and_biases_are_uniform_in_one_over_sqrt_fan_in(example):
+    params = example.init_params(jax.random.PRNGKey(0))
+    assert [(p["w"].shape, p["b"].shape) for p in params] == [
+        ((1, 40), (40,)), ((40, 40), (40,)), ((40, 1), (1,))]
+    for layer in params:
+        bound = 1 / np.sqrt(layer["w"].shape[0])
+        for leaf in (layer["w"], layer["b"]):
+            assert float(jnp.abs(leaf).max()) <= bound
+    # first layer: the ReLU kinks -b/w are spread out, not all at x = 0
+    kinks = -params[0]["b"] / params[0]["w"][0]
+    assert float(jnp.std(kinks)) > 0.3
 
 
 def test_meta_batch_and_evaluation_protocol(example):
