@@ -127,8 +127,9 @@ def init_params(key: jax.Array) -> Params:
 
     The biases matter on a one-dimensional input: with zero biases every first-layer ReLU
     starts with its kink at ``x = 0``, and meta-training must first spread them over
-    ``[-5, 5]``. With Glorot weights and zero biases, some second-order runs ended with
-    test tasks that ten SGD steps blow up; with these biases none did (``docs/maml.md``).
+    ``[-5, 5]``. With Glorot weights and zero biases, two of four second-order runs had a
+    mean ten-step test MSE of 22.6 and infinity; with these biases, 25 runs stayed between
+    0.099 and 0.151 (``docs/maml.md``).
     """
     sizes = layer_sizes()
     params = []
