@@ -159,13 +159,27 @@ def kaiming_uniform(shape: Shape, gain: float = 1, *,
     return _variance_scaling(shape, gain ** 2, "fan_in", "uniform", generator)
 
 
+def _truncated_unit_std(lower: float, upper: float) -> float:
+    """Standard deviation of a unit normal truncated to ``[lower, upper]``."""
+    def pdf(x: float) -> float:
+        return math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+
+    def cdf(x: float) -> float:
+        return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+    mass = cdf(upper) - cdf(lower)
+    mean = (pdf(lower) - pdf(upper)) / mass
+    second_moment = 1 + (lower * pdf(lower) - upper * pdf(upper)) / mass
+    return math.sqrt(second_moment - mean * mean)
+
+
 def truncated_normal(shape: Shape, lower: float = -2, upper: float = 2, stddev: float = 1, *,
                      generator: Generator = DEFAULT_GENERATOR) -> jax.Array:
     """A normal truncated to ``[lower, upper]`` (in its own std units), rescaled to ``stddev``.
 
     The returned values lie in ``[lower, upper] * stddev / s`` where ``s`` is the standard
     deviation of a unit normal truncated to ``[lower, upper]``, so that their standard
-    deviation is ``stddev``.
+    deviation is ``stddev``. (``bridge.random.truncated_normal`` does not rescale.)
 
     Returns:
       A float32 array of ``shape``.
@@ -174,8 +188,8 @@ def truncated_normal(shape: Shape, lower: float = -2, upper: float = 2, stddev: 
 
         truncated_normal((1000,), stddev=0.02).std()   # ≈ 0.02
     """
-    return random.truncated_normal(shape, stddev=stddev, lower=lower, upper=upper,
-                                   generator=generator)
+    return random.truncated_normal(shape, stddev=stddev / _truncated_unit_std(lower, upper),
+                                   lower=lower, upper=upper, generator=generator)
 
 
 def xavier_truncated_normal(shape: Shape, lower: float = -2, upper: float = 2,

@@ -42,12 +42,33 @@ def test_uniform_and_randint_ranges():
     assert r.dtype == jnp.int32 and set(np.unique(r).tolist()) == {0, 1, 2, 3}
 
 
-def test_truncated_normal_has_requested_std_and_bounds():
+# Standard deviation of a unit normal truncated to [-2, 2]:
+# scipy.stats.truncnorm.std(-2, 2) = 0.8796256610342398.
+TRUNCATED_UNIT_STD = 0.8796256610342398
+
+
+def test_truncated_normal_is_the_truncated_unit_normal_times_stddev():
+    """Objax's rule: no variance correction, so the std is stddev * 0.8796."""
     gen = bridge.random.Generator(seed=3)
     x = bridge.random.truncated_normal((200_000,), stddev=0.5, generator=gen)
-    assert abs(float(x.std()) - 0.5) < 0.01
-    # Truncation at two standard deviations of the underlying (rescaled) normal.
-    assert float(jnp.abs(x).max()) <= 2 * 0.5 / 0.8796 + 1e-3
+    assert abs(float(x.std()) - 0.5 * TRUNCATED_UNIT_STD) < 0.005
+    assert float(jnp.abs(x).max()) <= 2 * 0.5
+    assert float(jnp.abs(x).max()) > 2 * 0.5 * 0.95
+
+
+def test_truncated_normal_bounds_are_in_units_of_stddev():
+    gen = bridge.random.Generator(seed=4)
+    x = bridge.random.truncated_normal((100_000,), stddev=2.0, lower=-3, upper=1,
+                                       generator=gen)
+    assert float(x.min()) >= -6.0 and float(x.max()) <= 2.0
+    assert float(x.min()) < -5.5 and float(x.max()) > 1.9
+
+
+def test_truncated_normal_matches_jax_random_with_the_same_key():
+    gen, twin = bridge.random.Generator(seed=5), bridge.random.Generator(seed=5)
+    x = bridge.random.truncated_normal((7,), stddev=0.3, generator=gen)
+    expected = 0.3 * jax.random.truncated_normal(twin(), -2, 2, shape=(7,))
+    np.testing.assert_allclose(x, expected, rtol=1e-6)
 
 
 def test_seed_makes_draws_repeatable():
