@@ -12,10 +12,24 @@ Layers (imports point downwards only):
 * interop: ``bridge.flax`` and ``bridge.haiku`` (import them explicitly; they need the
   ``flax``/``haiku`` extras), the library-independent name rules ``bridge.interop``, and
   ``bridge.checkpoint`` (with Objax's ``bridge.io`` names);
-* ready-made layers: ``bridge.nn``, ``bridge.functional``, ``bridge.random``.
+* ready-made layers: ``bridge.nn``, ``bridge.functional``, ``bridge.random``; Objax's
+  ``bridge.constants``, ``bridge.typing`` and ``bridge.util`` names.
 """
 
-from bridge import checkpoint, functional, interop, io, nn, optimizer, privacy, pure, random
+from bridge import (
+    checkpoint,
+    constants,
+    functional,
+    interop,
+    io,
+    nn,
+    optimizer,
+    privacy,
+    pure,
+    random,
+    typing,
+    util,
+)
 from bridge.facades import (
     Grad,
     GradValues,
@@ -67,6 +81,7 @@ __all__ = [
     "VarCollection",
     "Vectorize",
     "checkpoint",
+    "constants",
     "functional",
     "grad",
     "hessian",
@@ -80,5 +95,7 @@ __all__ = [
     "privacy",
     "pure",
     "random",
+    "typing",
+    "util",
     "vector_grad",
 ]

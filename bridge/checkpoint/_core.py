@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import operator
 import os
-import re
 from typing import IO, Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
 
 import jax
@@ -14,13 +13,13 @@ import numpy as np
 from bridge.checkpoint import _atomic, _format
 from bridge.checkpoint._errors import CheckpointError, CheckpointMismatchError, RestoreReport
 from bridge.state import BaseVar, VarCollection
+from bridge.state._renamer import RenameRules, as_rename_function
 from bridge.state._variables import mismatch
 
 __all__ = ["save", "restore", "to_tree", "from_tree", "save_var_collection",
            "load_var_collection"]
 
 PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
-Renamer = Union[Callable[[str], str], Mapping[str, str], Sequence[tuple[str, str]]]
 _FORMATS = ("msgpack", "npz")
 
 
@@ -128,26 +127,6 @@ def _from_value(name: str, value: Any, key: str) -> _Incoming:
     return _Incoming(key, name, _spec(value), lambda like: _to_device(np.asarray(value), like))
 
 
-def _renamer_fn(renamer: Optional[Renamer]) -> Callable[[str], str]:
-    if renamer is None:
-        return lambda name: name
-    if callable(renamer):
-        return renamer
-    if isinstance(renamer, Mapping):
-        def by_substring(name: str) -> str:
-            for old, new in renamer.items():
-                name = name.replace(old, new)
-            return name
-        return by_substring
-    rules = [(re.compile(p), r) for p, r in renamer]
-
-    def by_regex(name: str) -> str:
-        for pattern, repl in rules:
-            name = pattern.sub(repl, name)
-        return name
-    return by_regex
-
-
 def _apply(vc: VarCollection, incoming: Sequence[_Incoming], *, strict: bool,
            ignore_unexpected: bool, path: Optional[str], step: Optional[int]) -> RestoreReport:
     """Match, check everything, then assign (all of it when ``strict``, else what fits)."""
@@ -244,7 +223,7 @@ def save(path: PathOrFile, vc: Any, *, step: Optional[int] = None,
 
 
 def restore(path: PathOrFile, vc: Any, *, strict: bool = True, ignore_unexpected: bool = False,
-            renamer: Optional[Renamer] = None) -> RestoreReport:
+            renamer: Optional[RenameRules] = None) -> RestoreReport:
     """Load a checkpoint into the variables of ``vc``, checking everything first.
 
     The file is read and verified (format marker, version, checksum) before anything else:
@@ -277,7 +256,7 @@ def restore(path: PathOrFile, vc: Any, *, strict: bool = True, ignore_unexpected
             data = f.read()
         source = repr(source)
     step, records = _format.read(data, source)
-    rename = _renamer_fn(renamer)
+    rename = as_rename_function(renamer)
     incoming = [_from_record(r, rename(r.name)) for r in records]
     name = None if _is_file(path) else os.fspath(path)  # type: ignore[arg-type]
     return _apply(vc, incoming, strict=strict, ignore_unexpected=ignore_unexpected,
@@ -296,7 +275,7 @@ def to_tree(vc: Any) -> dict[str, jax.Array]:
 
 def from_tree(vc: Any, tree: Mapping[str, Any], *, strict: bool = True,
               ignore_unexpected: bool = False,
-              renamer: Optional[Renamer] = None) -> RestoreReport:
+              renamer: Optional[RenameRules] = None) -> RestoreReport:
     """Assign ``{name: array}`` (as :func:`to_tree` returns) to the variables of ``vc``.
 
     Same checks and arguments as :func:`restore`. JAX arrays are assigned as they are (no
@@ -304,7 +283,7 @@ def from_tree(vc: Any, tree: Mapping[str, Any], *, strict: bool = True,
     """
     if not isinstance(tree, Mapping):
         raise TypeError(f"from_tree expects a dict of name -> array, got {type(tree).__name__}.")
-    rename = _renamer_fn(renamer)
+    rename = as_rename_function(renamer)
     incoming = [_from_value(name, value, rename(name)) for name, value in tree.items()]
     return _apply(_as_collection(vc), incoming, strict=strict,
                   ignore_unexpected=ignore_unexpected, path=None, step=None)
@@ -317,7 +296,7 @@ def save_var_collection(file: PathOrFile, vc: Any) -> None:
 
 
 def load_var_collection(file: PathOrFile, vc: Any,
-                        renamer: Optional[Renamer] = None) -> RestoreReport:
+                        renamer: Optional[RenameRules] = None) -> RestoreReport:
     """Objax's ``objax.io.load_var_collection``: :func:`restore`, entries the collection
     does not use being allowed (as in Objax); anything missing or mismatched still raises
     and changes nothing."""

@@ -76,11 +76,12 @@ class RestoreReport:
         return "\n".join(lines)
 
 
-class CheckpointMismatchError(CheckpointError):
+class CheckpointMismatchError(CheckpointError, AssertionError):
     """The checkpoint does not fit the collection; nothing was assigned.
 
     ``report`` is the full :class:`RestoreReport` (every missing, unexpected and
-    mismatched entry).
+    mismatched entry). Also an ``AssertionError``, which is what Objax raised here, so
+    Objax code that catches that keeps working.
     """
 
     def __init__(self, report: RestoreReport):

@@ -7,8 +7,9 @@ import os
 import re
 from typing import Any, Optional
 
-from bridge.checkpoint._core import _FORMATS, Renamer, restore, save
+from bridge.checkpoint._core import _FORMATS, restore, save
 from bridge.checkpoint._errors import RestoreReport
+from bridge.state._renamer import RenameRules
 
 __all__ = ["Checkpoint"]
 
@@ -103,7 +104,7 @@ class Checkpoint:
 
     def restore(self, vc: Any, idx: Optional[int] = None, *, strict: bool = True,
                 ignore_unexpected: bool = False,
-                renamer: Optional[Renamer] = None) -> tuple[int, str]:
+                renamer: Optional[RenameRules] = None) -> tuple[int, str]:
         """Restore checkpoint ``idx`` (default: the latest) into ``vc``.
 
         Returns ``(idx, path)``, or ``(0, '')`` without touching ``vc`` when ``idx`` is

@@ -6,6 +6,7 @@ trace scopes they use to bind values to variables (``bridge.state._scope``).
 
 from bridge.state._collection import VarCollection
 from bridge.state._module import ForceArgs, Function, Module, ModuleList
+from bridge.state._renamer import Renamer
 from bridge.state._scope import UndeclaredVariableError
 from bridge.state._variables import (
     BaseState,
@@ -25,6 +26,7 @@ __all__ = [
     "Module",
     "ModuleList",
     "RandomState",
+    "Renamer",
     "StateVar",
     "TrainRef",
     "TrainVar",

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
+from typing import Any, Iterable, Iterator, Mapping, Sequence, Union
 
 import jax
 import numpy as np
 
+from bridge.state._renamer import RenameRules, as_rename_function
 from bridge.state._variables import BaseVar, TrainRef, mismatch
 
 __all__ = ["VarCollection"]
 
-Renamer = Union[Callable[[str], str], Mapping[str, str], Sequence[tuple[str, str]]]
 TypeFilter = Union[type, tuple[type, ...], None]
 
 
@@ -88,28 +87,20 @@ class VarCollection(dict):
             and (is_not is None or not isinstance(v, is_not))
         )
 
-    def rename(self, renamer: Renamer) -> VarCollection:
+    def rename(self, renamer: RenameRules) -> VarCollection:
         """A new collection with renamed keys (same variables).
 
-        ``renamer`` is a function of the name, a ``{substring: replacement}`` mapping, or a
-        sequence of ``(regex, replacement)`` pairs applied in order.
-        """
-        if callable(renamer):
-            fn = renamer
-        elif isinstance(renamer, Mapping):
-            def fn(name: str) -> str:
-                for old, new in renamer.items():
-                    name = name.replace(old, new)
-                return name
-        else:
-            rules = [(re.compile(p), r) for p, r in renamer]
+        ``renamer`` is a ``Renamer``, a function of the name, a ``{substring: replacement}``
+        mapping (one pass, as ``Renamer``), or a sequence of ``(regex, replacement)`` pairs
+        applied in order.
 
-            def fn(name: str) -> str:
-                for pattern, repl in rules:
-                    name = pattern.sub(repl, name)
-                return name
+        Example::
+
+            model.vars().rename({'(Sequential)': '(Net)'})
+        """
+        rename = as_rename_function(renamer)
         out = VarCollection()
-        out.update((fn(k), v) for k, v in self.items())
+        out.update((rename(k), v) for k, v in self.items())
         return out
 
     # ----- values ---------------------------------------------------------------------
