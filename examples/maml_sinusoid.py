@@ -123,7 +123,7 @@ def layer_sizes() -> list[int]:
 
 def init_params(key: jax.Array) -> Params:
     """Weights and biases uniform in ``[-1/sqrt(nin), 1/sqrt(nin)]`` (PyTorch's ``nn.Linear``
-    default, which most MAML reimplementations inherit).
+    default, which PyTorch reimplementations of MAML inherit).
 
     The biases matter on a one-dimensional input: with zero biases every first-layer ReLU
     starts with its kink at ``x = 0``, and meta-training must first spread them over
