@@ -134,6 +134,21 @@ class VarCollection(dict):
         for v, t in zip(variables, tensors):
             v._storage().assign(t)
 
+    def replicate(self):
+        """A context manager: inside it, every variable holds one copy per device.
+
+        Used around ``bridge.Parallel`` calls, as in Objax::
+
+            with model.vars().replicate():
+                loss = parallel_train_step(x, y)
+
+        On exit each variable is set back to a single value with its ``reduce`` (the mean
+        over devices by default). See ``bridge.state._replicate``.
+        """
+        from bridge.state._replicate import replicate
+
+        return replicate(self)
+
     # ----- display --------------------------------------------------------------------
     def __str__(self, max_width: int = 100) -> str:
         """Objax's table: name, size, shape per entry, then ``+Total(entries)`` and size.

@@ -1,0 +1,59 @@
+"""How modules, variables and transformations print.
+
+Objax's format, under bridge's public module paths: ``bridge.nn.Linear(nin=2, nout=3,
+use_bias=True, w_init=xavier_normal(*, gain=1))``, ``bridge.Jit(f=bridge.Function(f=loss),
+static_argnums=None)``. One home for the two rules every ``__repr__`` needs: the public name
+of a class, and a short description of a function.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable
+
+__all__ = ["class_path", "function_repr", "arguments_repr"]
+
+# Sub-packages whose classes are exported at the top level of ``bridge``.
+_TOP_LEVEL = {"bridge.state", "bridge.facades"}
+
+
+def class_path(obj: Any) -> str:
+    """The public dotted name of ``obj``'s class: ``'bridge.nn.Linear'``, ``'bridge.TrainVar'``.
+
+    Private modules (``bridge.nn._layers``) are dropped from the path, since users reach the
+    class through the package that re-exports it; classes defined elsewhere keep their
+    module (``'__main__.MyNet'``).
+    """
+    cls = type(obj)
+    parts = [p for p in cls.__module__.split(".") if not p.startswith("_")]
+    module = ".".join(parts) or cls.__module__
+    if module in _TOP_LEVEL:
+        module = "bridge"
+    return f"{module}.{cls.__qualname__}"
+
+
+def function_repr(f: Callable) -> str:
+    """``name`` or ``name(*, keyword=default, ...)`` for a function or ``functools.partial``.
+
+    The keywords are the parameters that have a default (as bound by a partial, if any),
+    so ``functools.partial(jax.nn.leaky_relu, negative_slope=0.5)`` prints as
+    ``leaky_relu(*, negative_slope=0.5)`` and ``jnp.tanh`` as ``tanh``. A callable object
+    without a name prints as its class name.
+    """
+    try:
+        parameters = inspect.signature(f).parameters.values()
+        defaults = [f"{p.name}={p.default}" for p in parameters
+                    if p.default is not inspect.Parameter.empty]
+    except (TypeError, ValueError):  # builtins without a signature
+        defaults = []
+    inner = f
+    while isinstance(inner, functools.partial):
+        inner = inner.func
+    name = getattr(inner, "__name__", None) or type(inner).__name__
+    return f"{name}(*, {', '.join(defaults)})" if defaults else name
+
+
+def arguments_repr(**arguments: Any) -> str:
+    """``'a=1, b=(2, 3)'``: constructor arguments as they appear inside a repr."""
+    return ", ".join(f"{k}={v!r}" for k, v in arguments.items())
