@@ -1,7 +1,9 @@
-"""Stateless functions for models: activations, pooling, reshaping and losses.
+"""Stateless functions for models: activations, operations, pooling, losses, divergences.
 
 Activations are JAX's own (``jax.nn``); the image functions use the NCHW layout of
-``bridge.nn.Conv2D``; ``bridge.functional.loss`` holds the per-example losses.
+``bridge.nn.Conv2D``; ``bridge.functional.loss`` holds the per-example losses and
+``bridge.functional.divergence`` the divergences. The same functions are reachable under
+Objax's module paths ``bridge.functional.core.{activation, ops, pooling}``.
 
 Example::
 
@@ -12,45 +14,62 @@ Example::
     loss = F.loss.cross_entropy_logits_sparse(head(h), labels).mean()
 """
 
-import jax
-import jax.numpy as jnp
-
-from bridge.functional import loss
-from bridge.functional._ops import average_pool_2d, flatten, max_pool_2d, upsample_2d, upscale_nn
+from bridge.functional import core, divergence, loss
+from bridge.functional._interpolate import Interpolate
 from bridge.functional._padding import ConvPadding
-
-# Activations and friends, straight from JAX.
-celu = jax.nn.celu
-elu = jax.nn.elu
-gelu = jax.nn.gelu
-leaky_relu = jax.nn.leaky_relu
-log_sigmoid = jax.nn.log_sigmoid
-log_softmax = jax.nn.log_softmax
-logsumexp = jax.nn.logsumexp
-one_hot = jax.nn.one_hot
-relu = jax.nn.relu
-selu = jax.nn.selu
-sigmoid = jax.nn.sigmoid
-silu = jax.nn.silu
-softmax = jax.nn.softmax
-softplus = jax.nn.softplus
-swish = jax.nn.swish
-tanh = jnp.tanh
-
-# Small array helpers Objax exposes here.
-dynamic_slice = jax.lax.dynamic_slice
-rsqrt = jax.lax.rsqrt
-stop_gradient = jax.lax.stop_gradient
-top_k = jax.lax.top_k
+from bridge.functional.core.activation import (
+    celu,
+    elu,
+    gelu,
+    leaky_relu,
+    log_sigmoid,
+    log_softmax,
+    logsumexp,
+    relu,
+    selu,
+    sigmoid,
+    silu,
+    softmax,
+    softplus,
+    swish,
+    tanh,
+)
+from bridge.functional.core.ops import (
+    dynamic_slice,
+    flatten,
+    interpolate,
+    one_hot,
+    pad,
+    rsqrt,
+    scan,
+    stop_gradient,
+    top_k,
+    upsample_2d,
+    upscale_nn,
+)
+from bridge.functional.core.pooling import (
+    average_pool_2d,
+    batch_to_space2d,
+    channel_to_space2d,
+    max_pool_2d,
+    space_to_batch2d,
+    space_to_channel2d,
+)
 
 __all__ = [
     "ConvPadding",
+    "Interpolate",
     "average_pool_2d",
+    "batch_to_space2d",
     "celu",
+    "channel_to_space2d",
+    "core",
+    "divergence",
     "dynamic_slice",
     "elu",
     "flatten",
     "gelu",
+    "interpolate",
     "leaky_relu",
     "log_sigmoid",
     "log_softmax",
@@ -58,13 +77,17 @@ __all__ = [
     "loss",
     "max_pool_2d",
     "one_hot",
+    "pad",
     "relu",
     "rsqrt",
+    "scan",
     "selu",
     "sigmoid",
     "silu",
     "softmax",
     "softplus",
+    "space_to_batch2d",
+    "space_to_channel2d",
     "stop_gradient",
     "swish",
     "tanh",

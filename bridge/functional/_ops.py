@@ -1,4 +1,4 @@
-"""Array functions for NCHW images: flattening, pooling and resizing."""
+"""Array operations: JAX's own under Objax's names, flattening and resizing."""
 
 from __future__ import annotations
 
@@ -7,12 +7,23 @@ from typing import Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
-from bridge.functional._padding import ConvPadding, ConvPaddingInt, to_padding, to_tuple
+from bridge.functional._interpolate import Interpolate, to_interpolate
+from bridge.functional._padding import to_tuple
 
-__all__ = ["flatten", "max_pool_2d", "average_pool_2d", "upsample_2d", "upscale_nn"]
+__all__ = ["dynamic_slice", "flatten", "interpolate", "one_hot", "pad", "rsqrt", "scan",
+           "stop_gradient", "top_k", "upsample_2d", "upscale_nn"]
 
-Size2D = Union[int, Sequence[int]]
+dynamic_slice = lax.dynamic_slice
+one_hot = jax.nn.one_hot
+pad = jnp.pad
+rsqrt = lax.rsqrt
+scan = lax.scan
+stop_gradient = lax.stop_gradient
+top_k = lax.top_k
+
+Scale = Union[int, float, Sequence[Union[int, float]]]
 
 
 def flatten(x: jax.Array) -> jax.Array:
@@ -22,72 +33,73 @@ def flatten(x: jax.Array) -> jax.Array:
 
         flatten(jnp.zeros((8, 3, 4, 4))).shape   # (8, 48)
     """
-    return jnp.reshape(x, (x.shape[0], -1))
+    return jnp.reshape(x, (jnp.shape(x)[0], -1))
 
 
-def _pool(x: jax.Array, init: jax.Array, op, size: Size2D, strides: Optional[Size2D],
-          padding: ConvPaddingInt) -> tuple[jax.Array, tuple[int, int]]:
-    if x.ndim != 4:
-        raise ValueError(f"Pooling expects an NCHW tensor (4 dimensions), got shape {x.shape}.")
-    window = to_tuple(size, 2)
-    step = window if strides is None else to_tuple(strides, 2)
-    pads = to_padding(padding, 2)
-    if not isinstance(pads, str):
-        pads = ((0, 0), (0, 0)) + pads
-    out = jax.lax.reduce_window(x, init, op, (1, 1) + window, (1, 1) + step, pads)
-    return out, window
+def _resized_shape(shape: tuple[int, ...], size: Optional[Union[int, Sequence[int]]],
+                   scale_factor: Optional[Scale]) -> tuple[int, ...]:
+    """The output shape of ``interpolate`` (see its docstring for the rules)."""
+    if (size is None) == (scale_factor is None):
+        raise ValueError("interpolate: give exactly one of size and scale_factor, got "
+                         f"size={size!r} and scale_factor={scale_factor!r}.")
+    if scale_factor is not None:
+        if isinstance(scale_factor, (int, float)):
+            lead, factors = shape[:1], (scale_factor,) * (len(shape) - 1)
+        else:
+            factors = tuple(scale_factor)
+            lead = shape[:len(shape) - len(factors)]
+        resized = tuple(math.floor(n * f) for n, f in zip(shape[len(lead):], factors))
+    else:
+        resized = (size,) if isinstance(size, int) else tuple(size)
+        lead = shape[:len(shape) - len(resized)]
+    if len(lead) + len(resized) != len(shape):
+        raise ValueError(f"interpolate: {len(resized)} sizes or scale factors for an input "
+                         f"of shape {shape} ({len(shape)} axes).")
+    return (*lead, *resized)
 
 
-def max_pool_2d(x: jax.Array, size: Size2D = 2, strides: Optional[Size2D] = None,
-                padding: ConvPaddingInt = ConvPadding.VALID) -> jax.Array:
-    """The maximum over each ``size`` window of an NCHW tensor.
+def interpolate(input: jax.Array, size: Optional[Union[int, Sequence[int]]] = None,
+                scale_factor: Optional[Scale] = None,
+                mode: Union[Interpolate, str] = Interpolate.BILINEAR) -> jax.Array:
+    """Resize the trailing axes of ``input`` with ``jax.image.resize``.
+
+    Give exactly one of ``size`` and ``scale_factor``; the leading axes the rules below
+    leave alone keep their size:
+
+    * ``size=s`` (an int) sets the last axis to ``s``;
+    * ``size=(s1, ..., sk)`` sets the last ``k`` axes;
+    * ``scale_factor=f`` (a number) multiplies every axis but the first (channels too),
+      as in Objax;
+    * ``scale_factor=(f1, ..., fk)`` multiplies the last ``k`` axes.
+
+    Scaled sizes are rounded down.
 
     Args:
-      x: input, shape ``(N, C, H, W)``.
-      size: window height and width (an int or a pair).
-      strides: step between windows; defaults to ``size`` (non-overlapping windows).
-      padding: ``ConvPadding``/``'SAME'``/``'VALID'``, an int, a ``(lo, hi)`` pair or two
-        pairs; padded positions never win the maximum.
+      input: array of any rank.
+      size: target size(s).
+      scale_factor: multiplier(s) of the current size(s).
+      mode: an ``Interpolate`` or its name (``'nearest'``, ``'bilinear'``, ...).
 
     Returns:
-      Shape ``(N, C, H', W')``; with the defaults ``H' = H // size``, ``W' = W // size``.
+      The resized array, same dtype.
 
     Example::
 
-        max_pool_2d(jnp.arange(16.).reshape(1, 1, 4, 4))   # [[[[5., 7.], [13., 15.]]]]
+        interpolate(jnp.ones((2, 3, 4, 5)), size=(8, 10)).shape        # (2, 3, 8, 10)
+        interpolate(jnp.ones((2, 3, 4, 5)), scale_factor=(2, 2)).shape  # (2, 3, 8, 10)
     """
-    if jnp.issubdtype(x.dtype, jnp.inexact):
-        init = jnp.array(-jnp.inf, x.dtype)
-    else:
-        init = jnp.array(jnp.iinfo(x.dtype).min, x.dtype)
-    return _pool(x, init, jax.lax.max, size, strides, padding)[0]
+    shape = _resized_shape(jnp.shape(input), size, scale_factor)
+    return jax.image.resize(input, shape, method=to_interpolate(mode))
 
 
-def average_pool_2d(x: jax.Array, size: Size2D = 2, strides: Optional[Size2D] = None,
-                    padding: ConvPaddingInt = ConvPadding.VALID) -> jax.Array:
-    """The mean over each ``size`` window of an NCHW tensor.
-
-    Arguments as in ``max_pool_2d``. Each window sum is divided by the full window area,
-    so with padding the padded zeros count in the mean (as in Objax).
-
-    Returns:
-      Shape ``(N, C, H', W')``; with the defaults ``H' = H // size``, ``W' = W // size``.
-
-    Example::
-
-        average_pool_2d(jnp.ones((2, 3, 8, 8)), 4).shape   # (2, 3, 2, 2)
-    """
-    out, window = _pool(x, jnp.array(0, x.dtype), jax.lax.add, size, strides, padding)
-    return out / math.prod(window)
-
-
-def upsample_2d(x: jax.Array, scale: Size2D, method: str = "bilinear") -> jax.Array:
-    """Resize an NCHW tensor by an integer ``scale`` with ``jax.image.resize``.
+def upsample_2d(x: jax.Array, scale: Union[int, Sequence[int]],
+                method: Union[Interpolate, str] = Interpolate.BILINEAR) -> jax.Array:
+    """Resize an NCHW tensor by integer factors with ``jax.image.resize``.
 
     Args:
       x: input, shape ``(N, C, H, W)``.
       scale: an int or a ``(sh, sw)`` pair.
-      method: any ``jax.image.resize`` method (``'nearest'``, ``'bilinear'``, ...).
+      method: an ``Interpolate`` or its name (``'nearest'``, ``'bilinear'``, ...).
 
     Returns:
       Shape ``(N, C, H * sh, W * sw)``.
@@ -96,9 +108,12 @@ def upsample_2d(x: jax.Array, scale: Size2D, method: str = "bilinear") -> jax.Ar
 
         upsample_2d(jnp.ones((1, 3, 4, 4)), 2).shape   # (1, 3, 8, 8)
     """
+    if jnp.ndim(x) != 4:
+        raise ValueError(f"upsample_2d expects an NCHW tensor (4 dimensions), got shape "
+                         f"{jnp.shape(x)}; use interpolate for other ranks.")
     sh, sw = to_tuple(scale, 2)
     n, c, h, w = x.shape
-    return jax.image.resize(x, (n, c, h * sh, w * sw), method=method)
+    return jax.image.resize(x, (n, c, h * sh, w * sw), method=to_interpolate(method))
 
 
 def upscale_nn(x: jax.Array, scale: int = 2) -> jax.Array:

@@ -1,4 +1,4 @@
-"""Ready-made layers and weight initializers (``bridge.nn.init``)."""
+"""Ready-made layers (Objax's ``objax.nn``) and weight initializers (``bridge.nn.init``)."""
 
 from bridge.functional._padding import ConvPadding
 from bridge.nn import init
@@ -8,8 +8,15 @@ from bridge.nn._layers import (
     BatchNorm1D,
     BatchNorm2D,
     Conv2D,
+    ConvTranspose2D,
     Dropout,
+    ExponentialMovingAverage,
+    GroupNorm,
+    GroupNorm0D,
+    GroupNorm1D,
+    GroupNorm2D,
     Linear,
+    MovingAverage,
     Sequential,
 )
 
@@ -20,8 +27,15 @@ __all__ = [
     "BatchNorm2D",
     "Conv2D",
     "ConvPadding",
+    "ConvTranspose2D",
     "Dropout",
+    "ExponentialMovingAverage",
+    "GroupNorm",
+    "GroupNorm0D",
+    "GroupNorm1D",
+    "GroupNorm2D",
     "Linear",
+    "MovingAverage",
     "Sequential",
     "init",
 ]

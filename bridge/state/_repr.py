@@ -37,19 +37,27 @@ def function_repr(f: Callable) -> str:
     """``name`` or ``name(*, keyword=default, ...)`` for a function or ``functools.partial``.
 
     The keywords are the parameters that have a default (as bound by a partial, if any),
-    so ``functools.partial(jax.nn.leaky_relu, negative_slope=0.5)`` prints as
-    ``leaky_relu(*, negative_slope=0.5)`` and ``jnp.tanh`` as ``tanh``. A callable object
-    without a name prints as its class name.
+    except keyword-only ones that no partial sets, so
+    ``functools.partial(jax.nn.leaky_relu, negative_slope=0.5)`` prints as
+    ``leaky_relu(*, negative_slope=0.5)``, ``bridge.nn.init.xavier_normal`` as
+    ``xavier_normal(*, gain=1)`` and ``jnp.tanh`` as ``tanh``. A callable object without a
+    name prints as its class name.
     """
-    try:
-        parameters = inspect.signature(f).parameters.values()
-        defaults = [f"{p.name}={p.default}" for p in parameters
-                    if p.default is not inspect.Parameter.empty]
-    except (TypeError, ValueError):  # builtins without a signature
-        defaults = []
+    bound: set[str] = set()
     inner = f
     while isinstance(inner, functools.partial):
+        bound.update(inner.keywords)
         inner = inner.func
+    try:
+        parameters = inspect.signature(f).parameters.values()
+        # The function's own keyword-only options (``generator=`` of the initializers) are
+        # not part of what it computes, so they are shown only when a partial sets them.
+        options = {p.name for p in inspect.signature(inner).parameters.values()
+                   if p.kind is p.KEYWORD_ONLY} - bound
+        defaults = [f"{p.name}={p.default}" for p in parameters
+                    if p.default is not inspect.Parameter.empty and p.name not in options]
+    except (TypeError, ValueError):  # builtins without a signature
+        defaults = []
     name = getattr(inner, "__name__", None) or type(inner).__name__
     return f"{name}(*, {', '.join(defaults)})" if defaults else name
 
