@@ -6,9 +6,9 @@ Layers (imports point downwards only):
 
 * ``bridge.state``: variables, collections, modules;
 * ``bridge.pure``: every gradient semantic once, as pure functions over pytrees;
-* facades: Objax's ``Jit``, ``Vectorize``, ``GradValues``, ``Grad``, ``Jacobian``,
-  ``Hessian``; BrainPy's ``grad``, ``vector_grad``, ``jacobian``, ``jacrev``, ``jacfwd``,
-  ``hessian``; ``bridge.optimizer`` and ``bridge.privacy``;
+* facades: Objax's ``Jit``, ``Vectorize``, ``GradValues``, ``Grad``,
+  ``Jacobian``, ``Hessian``; BrainPy's ``grad``, ``vector_grad``, ``jacobian``, ``jacrev``,
+  ``jacfwd``, ``hessian``; ``bridge.optimizer`` and ``bridge.privacy``;
 * interop: ``bridge.flax`` and ``bridge.haiku`` (import them explicitly; they need the
   ``flax``/``haiku`` extras), the library-independent name rules ``bridge.interop``, and
   ``bridge.checkpoint`` (with Objax's ``bridge.io`` names);
@@ -20,6 +20,7 @@ from bridge import (
     checkpoint,
     constants,
     functional,
+    gradient,
     interop,
     io,
     nn,
@@ -29,7 +30,9 @@ from bridge import (
     random,
     typing,
     util,
+    variable,
 )
+from bridge.constants import ConvPadding, Interpolate
 from bridge.facades import (
     Grad,
     GradValues,
@@ -45,6 +48,7 @@ from bridge.facades import (
     vector_grad,
 )
 from bridge.state import (
+    AssignmentError,
     BaseState,
     BaseVar,
     ForceArgs,
@@ -62,13 +66,16 @@ from bridge.state import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AssignmentError",
     "BaseState",
     "BaseVar",
+    "ConvPadding",
     "ForceArgs",
     "Function",
     "Grad",
     "GradValues",
     "Hessian",
+    "Interpolate",
     "Jacobian",
     "Jit",
     "Module",
@@ -84,6 +91,7 @@ __all__ = [
     "constants",
     "functional",
     "grad",
+    "gradient",
     "hessian",
     "interop",
     "io",
@@ -97,5 +105,6 @@ __all__ = [
     "random",
     "typing",
     "util",
+    "variable",
     "vector_grad",
 ]

@@ -239,13 +239,25 @@ def write_npz(f: IO[bytes], step: Optional[int], records: Sequence[Record]) -> N
     np.savez(f, **arrays)
 
 
+def _holds_objects(npz: Any, key: str) -> bool:
+    """Whether npz member ``key`` is an object array (stored pickled), from its header."""
+    try:
+        with npz.zip.open(key + ".npy") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            return read_header(f)[2].hasobject
+    except Exception:  # an unreadable header: reported when the member is read
+        return False
+
+
 def _npz_member(npz: Any, key: str) -> np.ndarray:
+    if _holds_objects(npz, key):
+        raise ValueError(f"member {key!r} is a pickled object array; bridge never "
+                         "unpickles, so the file is refused")
     try:
         return npz[key]
     except Exception as e:  # zipfile/zlib/numpy errors alike: the member is unreadable
-        if "allow_pickle" in str(e):
-            raise ValueError(f"member {key!r} is a pickled object array; bridge never "
-                             "unpickles, so the file is refused") from None
         raise ValueError(f"member {key!r} is unreadable ({type(e).__name__}: {e})") from None
 
 

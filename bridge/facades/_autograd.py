@@ -81,14 +81,17 @@ class _AutogradModule(Module):
             self.argnums, self.single_arg = tuple(argnums), False
         self.has_aux, self.return_value = bool(has_aux), bool(return_value)
         # Each variable once; names from the module when it has them, else from the argument.
+        dynamic = _collect(dyn_vars, "dyn_vars")
         self.vc = merge_once(
             module_vars(func),
             _collect(grad_vars, "grad_vars").rename(lambda k: "grad_vars" + k),
-            _collect(dyn_vars, "dyn_vars").rename(lambda k: "dyn_vars" + k))
+            dynamic.rename(lambda k: "dyn_vars" + k))
         split = _split_aux if self.has_aux else _no_aux
+        # BrainPy lets the function assign its dyn_vars directly (``self.a.value = x``).
         self._engine = Differentiate(
             func, transform, self.layout.variables, self.argnums, list(self.vc), split,
-            owner=f"{name}({getattr(func, '__qualname__', func)!r})")
+            owner=f"{name}({getattr(func, '__qualname__', func)!r})",
+            direct_writes=list(dynamic))
         self._position = {id(v): i for i, v in enumerate(self._engine.storages)}
 
     def _grads(self, var_part: Any, arg_part: Any) -> Any:

@@ -33,6 +33,7 @@ class Differentiate:
       other_vars: further variables ``func`` may use (constants; changes written back).
       split_output: ``func``'s output -> ``(differentiated value, aux)``.
       owner: how errors name the facade.
+      direct_writes: ``TrainVar``s that ``func`` may assign with ``v.value = x``.
 
     Calling it returns ``(d, value, aux)`` where ``d = (var_part, arg_part)`` is the
     transformation's result for ``(tuple of variable values, tuple of arguments)``.
@@ -40,10 +41,12 @@ class Differentiate:
 
     def __init__(self, func: Callable, transform: Transform, diff_vars: Sequence[BaseVar],
                  argnums: Sequence[int], other_vars: Sequence[BaseVar],
-                 split_output: Callable[[Any], tuple[Any, Any]], owner: str):
+                 split_output: Callable[[Any], tuple[Any, Any]], owner: str,
+                 direct_writes: Sequence[BaseVar] = ()):
         self.storages, self.n_diff = differentiated_first(diff_vars, other_vars)
         self.argnums = tuple(argnums)
-        pure = functionalize(func, self.storages, strict_reads=False, owner=owner)
+        pure = functionalize(func, self.storages, strict_reads=False, owner=owner,
+                             direct_writes=direct_writes)
         nums = self.argnums
 
         def fn(d, other_values, args, kwargs):

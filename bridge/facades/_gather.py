@@ -15,7 +15,10 @@ from bridge.state._module import module_vars
 from bridge.state._scope import _SCOPES
 
 __all__ = ["declared_collection", "merge_once", "storages", "differentiated_first", "read",
-           "write"]
+           "write", "split_flags"]
+
+# Keyword values that a compiled facade treats as compile-time constants (``training=True``).
+FLAG_TYPES = (bool, str, type(None))
 
 
 def merge_once(*collections: Mapping[str, BaseVar]) -> VarCollection:
@@ -76,3 +79,15 @@ def write(variables: Sequence[BaseVar], changes: dict[int, Any]) -> None:
     else:
         for i, value in changes.items():
             variables[i]._value = value
+
+
+def split_flags(kwargs: dict) -> tuple[tuple, dict]:
+    """``(flags, kwargs)``: the ``bool``/``str``/``None`` keyword arguments, sorted as
+    ``(name, value)`` pairs (hashable, so ``jax.jit`` can take them as a static argument),
+    and the rest (traced)."""
+    if not kwargs:
+        return (), kwargs
+    flags = tuple(sorted((k, v) for k, v in kwargs.items() if isinstance(v, FLAG_TYPES)))
+    if not flags:
+        return (), kwargs
+    return flags, {k: v for k, v in kwargs.items() if not isinstance(v, FLAG_TYPES)}

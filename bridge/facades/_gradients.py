@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+import inspect
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from bridge import pure
 from bridge.facades._differentiate import Differentiate
 from bridge.facades._gather import declared_collection
 from bridge.state import Module, TrainVar, VarCollection
+from bridge.state._repr import class_path, function_repr
+from bridge.typing import JaxArray
 
 __all__ = ["GradValues", "Grad", "Jacobian", "Hessian"]
 
@@ -20,28 +23,56 @@ def _whole_output(output: Any) -> tuple[Any, None]:
     return output, None
 
 
+def _signature(f: Callable, returns: Callable[[Any], Any]) -> Optional[inspect.Signature]:
+    """``f``'s signature with the return annotation ``returns(f's return annotation)``."""
+    try:
+        signature = inspect.signature(f)
+    except (TypeError, ValueError):  # some builtins have none
+        return None
+    result = signature.return_annotation
+    return signature.replace(
+        return_annotation=returns(Any if result is inspect.Signature.empty else result))
+
+
 class _ObjaxDifferentiation(Module):
     """Shared construction: differentiate ``f`` w.r.t. ``input_argnums`` and the
     ``TrainVar``s of ``variables``; results are lists, inputs first."""
 
     _transform: Callable
     _split: Callable = staticmethod(_whole_output)
+    # Return annotation of the facade given ``f``'s; None keeps ``f``'s signature as is.
+    _returns: Optional[Callable[[Any], Any]] = None
 
-    def __init__(self, f: Callable, variables: VarCollection,
+    def __init__(self, f: Callable, variables: Optional[VarCollection] = None,
                  input_argnums: Optional[Sequence[int]] = None):
+        if input_argnums is not None and not isinstance(input_argnums, (tuple, list)):
+            raise TypeError(f"input_argnums must be a tuple of argument indices, got "
+                            f"{input_argnums!r}.")
         self.f = f
-        self.vc = variables
+        self.vc = variables = VarCollection(variables or {})
         self.input_argnums = tuple(input_argnums or ())
         self._engine = Differentiate(
             f, type(self)._transform, list(variables.subset(TrainVar)), self.input_argnums,
             list(declared_collection(f, variables)), type(self)._split,
             owner=f"{type(self).__name__}({getattr(f, '__qualname__', f)!r})")
+        # ``inspect.signature(gv)`` shows f's arguments and what the facade returns, so
+        # tools that read signatures (and Objax code that checks them) see the real call.
+        returns = type(self)._returns
+        signature = _signature(f, returns if returns is not None else lambda r: r)
+        if signature is not None:
+            self.__signature__ = signature
 
     def vars(self, scope: str = "") -> VarCollection:
-        return VarCollection((scope + k, v) for k, v in self.vc.items())
+        """The given ``variables``, then any other variable of ``f`` when it is a module.
+
+        So ``Jit(GradValues(f, None, input_argnums=(0,)))`` declares what ``f`` reads.
+        """
+        return VarCollection((scope + k, v) for k, v in declared_collection(
+            self.f, self.vc).items())
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.f!r}, input_argnums={self.input_argnums})"
+        f = repr(self.f) if isinstance(self.f, Module) else function_repr(self.f)
+        return f"{class_path(self)}(f={f}, input_argnums={self.input_argnums or None})"
 
 
 class GradValues(_ObjaxDifferentiation):
@@ -72,6 +103,7 @@ class GradValues(_ObjaxDifferentiation):
 
     _transform = staticmethod(pure.grad)
     _split = staticmethod(_objax_loss)
+    _returns = staticmethod(lambda values: Tuple[List[JaxArray], values])
 
     def __call__(self, *args: Any, **kwargs: Any) -> tuple[list, list]:
         (g_vars, g_inputs), _, values = self._engine(*args, **kwargs)
@@ -80,6 +112,8 @@ class GradValues(_ObjaxDifferentiation):
 
 class Grad(GradValues):
     """Like ``GradValues`` but returns only the gradients (a list)."""
+
+    _returns = staticmethod(lambda values: List[JaxArray])
 
     def __call__(self, *args: Any, **kwargs: Any) -> list:  # type: ignore[override]
         return super().__call__(*args, **kwargs)[0]

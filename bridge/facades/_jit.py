@@ -6,14 +6,12 @@ from typing import Any, Callable, Optional, Sequence
 
 import jax
 
-from bridge.facades._gather import read, storages, write
+from bridge.facades._gather import read, split_flags, storages, write
 from bridge.pure import changed_entries, functionalize
 from bridge.state import Function, Module, VarCollection
+from bridge.state._repr import class_path
 
 __all__ = ["Jit"]
-
-_FLAG_TYPES = (bool, str, type(None))
-
 
 class Jit(Module):
     """Compile ``f`` with ``jax.jit``; variables it changes are written back after each call.
@@ -46,6 +44,7 @@ class Jit(Module):
                                  "Jit(f, vc=model.vars()).")
             f = Function(f, vc)
         self.__wrapped__ = f
+        self.static_argnums = tuple(sorted(static_argnums or ()))
         self.vc = vc if vc is not None else f.vars()
         self._storages = storages(self.vc)
         pure = functionalize(f, self._storages, owner=f"Jit({f!r})")
@@ -55,17 +54,14 @@ class Jit(Module):
             return output, changed_entries(values, new_values)
 
         self._call = jax.jit(compiled, static_argnums=(1,) + tuple(
-            i + 2 for i in sorted(static_argnums or ())))
+            i + 2 for i in self.static_argnums))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        flags = ()
-        if kwargs:
-            flags = tuple(sorted((k, kwargs.pop(k)) for k in list(kwargs)
-                                 if isinstance(kwargs[k], _FLAG_TYPES)))
+        flags, kwargs = split_flags(kwargs) if kwargs else ((), kwargs)
         output, changes = self._call(read(self._storages), flags, *args, **kwargs)
         write(self._storages, changes)
         return output
 
-
     def __repr__(self) -> str:
-        return f"Jit({self.__wrapped__!r})"
+        return (f"{class_path(self)}(f={self.__wrapped__!r}, "
+                f"static_argnums={self.static_argnums or None})")

@@ -11,8 +11,14 @@ import jax
 from bridge.facades._gather import declared_collection, read, storages
 from bridge.pure import changed_entries, functionalize
 from bridge.state import Function, Module, RandomState, VarCollection
+from bridge.state._repr import class_path
 
-__all__ = ["Vectorize"]
+__all__ = ["BatchAxisError", "Vectorize"]
+
+
+class BatchAxisError(ValueError, AssertionError):
+    """``batch_axis`` does not fit the function or the call (Objax asserted on this, hence
+    also an ``AssertionError``)."""
 
 
 def _positional_count(f: Callable) -> Optional[int]:
@@ -57,12 +63,14 @@ class Vectorize(Module):
             f = Function(f, vc)
         self.batch_axis = tuple(batch_axis)
         if all(a is None for a in self.batch_axis):
-            raise ValueError(f"Vectorize: batch_axis={self.batch_axis} maps over no argument.")
+            raise BatchAxisError(f"Vectorize: batch_axis={self.batch_axis} maps over no "
+                                 "argument.")
         needed = _positional_count(f)
         if needed is not None and len(self.batch_axis) < needed:
-            raise ValueError(f"Vectorize: batch_axis={self.batch_axis} has {len(self.batch_axis)}"
-                             f" entries but {f!r} takes {needed} positional arguments; give "
-                             "one entry (an axis or None) per argument.")
+            raise BatchAxisError(
+                f"Vectorize: batch_axis={self.batch_axis} has {len(self.batch_axis)} entries "
+                f"but {f!r} takes {needed} positional arguments; give one entry (an axis or "
+                "None) per argument.")
         self.__wrapped__ = f
         self.vc = declared_collection(f, vc)
         self._storages = storages(self.vc)
@@ -78,14 +86,20 @@ class Vectorize(Module):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if len(args) != len(self.batch_axis):
-            raise ValueError(f"Vectorize: got {len(args)} positional arguments but batch_axis "
-                             f"has {len(self.batch_axis)} entries.")
-        index, axis = next((i, a) for i, a in enumerate(self.batch_axis) if a is not None)
-        n = jax.numpy.shape(args[index])[axis]
+            raise BatchAxisError(f"Vectorize: got {len(args)} positional arguments but "
+                                 f"batch_axis has {len(self.batch_axis)} entries.")
+        # The batch axis goes first before mapping: vmap over a leading axis computes each
+        # example exactly as the unbatched code would (mapping over an inner axis lets XLA
+        # reorder sums, e.g. in a matrix product, and round differently).
+        args = tuple(x if a in (None, 0) else jax.tree_util.tree_map(
+            lambda leaf, a=a: jax.numpy.moveaxis(leaf, a, 0), x)
+            for x, a in zip(args, self.batch_axis))
+        in_axes = tuple(None if a is None else 0 for a in self.batch_axis)
+        n = jax.numpy.shape(jax.tree_util.tree_leaves(args[in_axes.index(0)])[0])[0]
         values = read(self._storages)
         keys = [self._storages[i].split(n) for i in self._random]
         mapped = jax.vmap(functools.partial(self._one_example, kwargs),
-                          in_axes=(None, 0) + self.batch_axis)
+                          in_axes=(None, 0) + in_axes)
         output, changes = mapped(values, keys, *args)
         random = set(self._random)  # already advanced by split above
         for i, stacked in changes.items():
@@ -93,6 +107,5 @@ class Vectorize(Module):
                 self._storages[i].reduce(stacked)
         return output
 
-
     def __repr__(self) -> str:
-        return f"Vectorize({self.__wrapped__!r}, batch_axis={self.batch_axis})"
+        return f"{class_path(self)}(f={self.__wrapped__!r}, batch_axis={self.batch_axis})"

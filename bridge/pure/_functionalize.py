@@ -17,6 +17,7 @@ def functionalize(
     *,
     strict_reads: bool = True,
     owner: str | None = None,
+    direct_writes: Iterable = (),
 ) -> PureFunction:
     """Turn object code into a pure function of the variables' values.
 
@@ -28,6 +29,8 @@ def functionalize(
       strict_reads: reading a variable that is not in ``variables`` raises
         ``UndeclaredVariableError`` (otherwise the enclosing transformation decides).
       owner: how error messages name the transformation.
+      direct_writes: ``TrainVar``s among ``variables`` that ``f`` may assign with
+        ``v.value = x`` (BrainPy's ``dyn_vars``); other ``TrainVar``s refuse it.
 
     Returns:
       ``pure(values, *args, **kwargs) -> (output, new_values)``: runs ``f(*args, **kwargs)``
@@ -44,13 +47,14 @@ def functionalize(
         grads = jax.jit(jax.grad(loss))(vc.tensors(), x)    # list, like vc.tensors()
     """
     storages = [v._storage() for v in variables]
+    direct = [v._storage() for v in direct_writes]
     label = owner or f"bridge.pure.functionalize({getattr(f, '__qualname__', f)!r})"
 
     def pure(values: Sequence[Any], *args: Any, **kwargs: Any) -> tuple[Any, list]:
         if len(values) != len(storages):
             raise ValueError(f"{label}: expected {len(storages)} values (one per variable), "
                              f"got {len(values)}.")
-        with bind(storages, values, label, strict_reads):
+        with bind(storages, values, label, strict_reads, direct):
             output = f(*args, **kwargs)
             new_values = [v._value for v in storages]
         return output, new_values

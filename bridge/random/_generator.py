@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import jax
 
-from bridge.state import Module, RandomState
+from bridge.state import Module, RandomState, VarCollection
+from bridge.state._repr import class_path
 
 __all__ = ["Generator", "DEFAULT_GENERATOR", "normal", "uniform", "randint", "truncated_normal",
            "bernoulli"]
@@ -28,20 +29,34 @@ class Generator(Module):
     """
 
     def __init__(self, seed: int = 0):
-        self._key = RandomState(seed)
+        self.initial_seed = seed
+        # Created on first use, so that importing bridge (which builds DEFAULT_GENERATOR)
+        # does not start JAX's backend: XLA_FLAGS set after the import still apply.
+        self._key: Optional[RandomState] = None
 
     @property
     def key(self) -> RandomState:
         """The ``RandomState`` holding the current key."""
+        if self._key is None:
+            self._key = RandomState(self.initial_seed)
         return self._key
 
     def seed(self, seed: int = 0) -> None:
         """Reset the generator."""
-        self._key.seed(seed)
+        self.initial_seed = seed
+        if self._key is not None:
+            self._key.seed(seed)
 
     def __call__(self) -> jax.Array:
         """A new key, shape ``(2,)``; advances the state."""
-        return self._key.split(1)[0]
+        return self.key.split(1)[0]
+
+    def vars(self, scope: str = "") -> VarCollection:
+        self.key  # noqa: B018 (creates the key, so that it is listed)
+        return super().vars(scope)
+
+    def __repr__(self) -> str:
+        return f"{class_path(self)}(seed={self.initial_seed})"
 
 
 DEFAULT_GENERATOR = Generator(0)
@@ -53,8 +68,8 @@ def normal(shape: Shape, *, mean: float = 0, stddev: float = 1,
     return mean + stddev * jax.random.normal(generator(), shape=tuple(shape))
 
 
-def uniform(shape: Shape, *, low: float = 0, high: float = 1,
-            generator: Generator = DEFAULT_GENERATOR) -> jax.Array:
+def uniform(shape: Shape, generator: Generator = DEFAULT_GENERATOR, *, low: float = 0,
+            high: float = 1) -> jax.Array:
     """Samples of U[low, high), float32, of the given shape."""
     return jax.random.uniform(generator(), shape=tuple(shape), minval=low, maxval=high)
 

@@ -9,6 +9,7 @@ from bridge.state._module import ForceArgs, Function, Module, ModuleList
 from bridge.state._renamer import Renamer
 from bridge.state._scope import UndeclaredVariableError
 from bridge.state._variables import (
+    AssignmentError,
     BaseState,
     BaseVar,
     RandomState,
@@ -19,6 +20,7 @@ from bridge.state._variables import (
 )
 
 __all__ = [
+    "AssignmentError",
     "BaseState",
     "BaseVar",
     "ForceArgs",

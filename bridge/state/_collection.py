@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from bridge.state._renamer import RenameRules, as_rename_function
-from bridge.state._variables import BaseVar, TrainRef, mismatch
+from bridge.state._variables import AssignmentError, BaseVar, TrainRef, mismatch
 
 __all__ = ["VarCollection"]
 
@@ -70,6 +70,10 @@ class VarCollection(dict):
                 raise TypeError(f"{k!r} is a {type(v).__name__}, not a variable.")
             dict.__setitem__(self, k, v)
 
+    def __setitem__(self, name: str, var: BaseVar) -> None:
+        """``vc[name] = var``; rebinding a name to a *different* variable is an error."""
+        self.update({name: var})
+
     def __add__(self, other: Mapping[str, BaseVar]) -> VarCollection:
         """Merge two collections into a new one (name conflicts raise ``ValueError``)."""
         out = VarCollection(self)
@@ -112,13 +116,14 @@ class VarCollection(dict):
         """Assign ``tensors`` to the variables, in iteration order, all or nothing.
 
         Raises:
-          ValueError: the number of tensors differs, or any shape/dtype differs; the
-            message lists every mismatch and no variable is changed.
+          AssignmentError: the number of tensors differs, or any shape/dtype differs; the
+            message lists every mismatch and no variable is changed. (It is a
+            ``ValueError`` and, as Objax's assertion was, an ``AssertionError``.)
         """
         variables = list(self)
         tensors = list(tensors)
         if len(tensors) != len(variables):
-            raise ValueError(
+            raise AssignmentError(
                 f"VarCollection.assign: expected {len(variables)} tensors (one per variable), "
                 f"got {len(tensors)}. Nothing was assigned."
             )
@@ -129,7 +134,7 @@ class VarCollection(dict):
             if problem:
                 problems.append(f"  {names[id(v._storage())]}: {problem}")
         if problems:
-            raise ValueError("VarCollection.assign: nothing was assigned because:\n"
+            raise AssignmentError("VarCollection.assign: nothing was assigned because:\n"
                              + "\n".join(problems))
         for v, t in zip(variables, tensors):
             v._storage().assign(t)

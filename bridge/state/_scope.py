@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 if TYPE_CHECKING:  # pragma: no cover
     from bridge.state._variables import BaseVar
 
-__all__ = ["UndeclaredVariableError", "Scope", "bind", "active_scopes"]
+__all__ = ["UndeclaredVariableError", "Scope", "bind", "active_scopes",
+           "allows_direct_assignment"]
 
 
 class UndeclaredVariableError(RuntimeError):
@@ -35,14 +36,19 @@ class Scope:
       strict_reads: if True, reading an undeclared variable is an error. If False the read
         is judged by the enclosing scope (``GradValues`` treats undeclared variables as
         constants, which is only wrong if an enclosing ``Jit`` did not declare them).
+      direct_writes: ``id``s of the ``TrainVar``s that code may assign with
+        ``v.value = x`` inside this scope (BrainPy's ``dyn_vars``); elsewhere a
+        ``TrainVar`` only takes ``assign`` or a ``TrainRef``.
     """
 
-    __slots__ = ("owner", "declared", "strict_reads")
+    __slots__ = ("owner", "declared", "strict_reads", "direct_writes")
 
-    def __init__(self, owner: str, declared: set[int], strict_reads: bool):
+    def __init__(self, owner: str, declared: set[int], strict_reads: bool,
+                 direct_writes: frozenset[int] = frozenset()):
         self.owner = owner
         self.declared = declared
         self.strict_reads = strict_reads
+        self.direct_writes = direct_writes
 
 
 # Innermost scope last. Module-level so that the check in ``BaseVar.value`` is one lookup.
@@ -62,7 +68,10 @@ def _describe(var: BaseVar) -> str:
 
 def check_read(var: BaseVar) -> None:
     """Raise if ``var`` may not be read in the current scope stack."""
-    key = id(var._storage())
+    storage = var._storage()
+    if storage._detached:
+        return
+    key = id(storage)
     for scope in reversed(_SCOPES):
         if key in scope.declared:
             return
@@ -79,13 +88,20 @@ def check_read(var: BaseVar) -> None:
 def check_write(var: BaseVar) -> None:
     """Raise if ``var`` may not be written in the current (innermost) scope."""
     scope = _SCOPES[-1]
-    if id(var._storage()) not in scope.declared:
+    storage = var._storage()
+    if id(storage) not in scope.declared and not storage._detached:
         raise UndeclaredVariableError(
             f"{_describe(var)} was assigned inside {scope.owner}, which does not declare it. "
             "The new value is a tracer that would leak out of the transformation. Add the "
             "variable to the VarCollection given to it (for example `model.vars() + "
             "opt.vars()`)."
         )
+
+
+def allows_direct_assignment(var: BaseVar) -> bool:
+    """Whether an active scope lets code write ``var.value = x`` on this ``TrainVar``."""
+    key = id(var._storage())
+    return any(key in scope.direct_writes for scope in _SCOPES)
 
 
 def register_new(var: BaseVar) -> None:
@@ -96,17 +112,20 @@ def register_new(var: BaseVar) -> None:
 
 @contextlib.contextmanager
 def bind(
-    storages: Sequence[BaseVar], values: Sequence, owner: str, strict_reads: bool = True
+    storages: Sequence[BaseVar], values: Sequence, owner: str, strict_reads: bool = True,
+    direct_writes: Sequence[BaseVar] = (),
 ) -> Iterator[None]:
     """Give ``storages`` the ``values`` for the duration of the block, inside a new scope.
 
-    The original values are restored on exit, whatever happens, so no tracer outlives
-    the trace.
+    ``direct_writes`` are variables that may be assigned with ``v.value = x`` (see
+    ``Scope``). The original values are restored on exit, whatever happens, so no tracer
+    outlives the trace.
     """
     originals = [v._value for v in storages]
     for var, value in zip(storages, values):
         var._value = value
-    _SCOPES.append(Scope(owner, {id(v) for v in storages}, strict_reads))
+    direct = frozenset(id(v._storage()) for v in direct_writes)
+    _SCOPES.append(Scope(owner, {id(v) for v in storages}, strict_reads, direct))
     try:
         yield
     finally:

@@ -18,6 +18,7 @@ transformation, so compiled code pays nothing).
 from __future__ import annotations
 
 import operator
+import re
 from typing import Any, Callable, Optional
 
 import jax
@@ -25,9 +26,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from bridge.state import _scope
+from bridge.state._repr import class_path, function_repr
 from bridge.state._scope import _SCOPES
 
 __all__ = [
+    "AssignmentError",
     "BaseVar",
     "BaseState",
     "TrainVar",
@@ -64,23 +67,49 @@ def _as_array(x: Any, like: Optional[Array] = None) -> Array:
     return jnp.asarray(x)
 
 
+class AssignmentError(ValueError, AssertionError):
+    """A value of the wrong shape or dtype was assigned to a variable; nothing was assigned.
+
+    It is a ``ValueError`` and, because Objax asserted on bad assignments, also an
+    ``AssertionError``, so code written for either keeps working.
+    """
+
+
 class BaseVar:
     """Base class of all variables: holds one array and behaves like it.
 
-    Variables support arithmetic (``v * 2``, ``v ** 2``), indexing (``v[0]``), the usual
-    array attributes (``shape``, ``dtype``, ``ndim``, ``size``, ``T``) and reductions
-    (``v.sum()``); ``jnp.asarray(v)`` returns the value. Pass ``v.value`` to other
-    ``jax.numpy`` functions.
+    A variable can be used wherever an array can: arithmetic and comparisons
+    (``v * 2``, ``v == 0``, elementwise as for arrays), indexing (``v[0]``), array
+    attributes and methods (``v.shape``, ``v.T``, ``v.sum()``, ``v.argsort()``), Python's
+    ``round(v)``, ``float(v)``, and any ``jax.numpy`` function (``jnp.dot(x, v)``,
+    ``jnp.tile(v, 2)``). Each of these reads ``v.value``, so inside a transformation an
+    undeclared variable is still reported.
+
+    Variables are also pytrees whose one leaf is the value, so they can be passed to
+    ``jax.jit``, ``jax.grad`` or ``jax.tree_util`` functions directly. What those
+    transformations hand back is a detached copy of the same class holding the new leaf
+    (``jax.grad(f)(w)`` returns a ``TrainVar`` holding the gradient), not the original
+    variable: to change a variable, assign to it.
+
+    Variables hash by identity, so they can be dictionary keys and set members even though
+    ``==`` is elementwise.
     """
 
     _value: Array
     _label: Optional[str] = None
     _reduce: Optional[Reducer] = None
+    # True for the detached copies that JAX builds when it unflattens a variable (see the
+    # pytree registration below): they are not model state, so scopes do not check them.
+    _detached: bool = False
 
     def __init__(self, tensor: Any, reduce: Optional[Reducer] = reduce_mean):
         self._value = _as_array(tensor)
         self._reduce = reduce
         _scope.register_new(self)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _register_pytree(cls)
 
     def _storage(self) -> BaseVar:
         """The variable that actually holds the array (a ``TrainRef`` forwards to its target)."""
@@ -105,29 +134,49 @@ class BaseVar:
           check: refuse a shape or dtype different from the current value's.
 
         Raises:
-          ValueError: the shape or dtype differs (nothing is assigned).
+          AssignmentError: the shape or dtype differs (nothing is assigned).
         """
         storage = self._storage()
         tensor = _as_array(tensor, like=storage._value)
         if check:
             problem = mismatch(storage._value, tensor)
             if problem:
-                raise ValueError(f"Cannot assign to {type(self).__name__}: {problem}.")
+                raise AssignmentError(f"Cannot assign to {type(self).__name__}: {problem}.")
         if _SCOPES:
             _scope.check_write(self)
         storage._value = tensor
 
     def reduce(self, tensors: Array) -> None:
-        """Set the value from per-example values stacked on axis 0 (used by ``Vectorize``)."""
+        """Set the value from per-example values stacked on axis 0 (used by ``Vectorize``).
+
+        The result of the variable's ``reduce`` function is assigned without a shape check
+        (as in Objax): the stacked values are usually one dimension larger than the value.
+        """
         if self._reduce is not None:
-            self.assign(self._reduce(tensors))
+            self.assign(self._reduce(tensors), check=False)
 
     # ----- array behaviour ------------------------------------------------------------
+    # Python looks special methods up on the class, so each operator is defined below;
+    # ordinary array attributes and methods are forwarded by ``__getattr__``.
     def __jax_array__(self) -> Array:
         return self.value
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         return np.asarray(self.value, dtype=dtype)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails. Private and special names are never
+        # forwarded: copy, pickle and hasattr probes must see a plain object.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        value = self.value
+        try:
+            return getattr(value, name)
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__} has no attribute {name!r}, and neither has its "
+                f"value ({type(value).__name__})."
+            ) from None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -168,45 +217,79 @@ class BaseVar:
     def __int__(self) -> int:
         return int(self.value)
 
+    def __complex__(self) -> complex:
+        return complex(self.value)
+
+    def __index__(self) -> int:
+        return operator.index(self.value)
+
+    def __round__(self, ndigits: Optional[int] = None) -> Array:
+        return self.value.__round__(ndigits)
+
+    __hash__ = object.__hash__
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._storage()._value!r})"
+        # Arrays of 3 or more dimensions print blank lines between blocks; drop them so a
+        # variable prints compactly inside a module's repr (as Objax did).
+        value = re.sub(r"\n+", "\n", repr(self._storage()._value))
+        text = f"{class_path(self)}({value}"
+        if self._reduce is not None:
+            text += f", reduce={function_repr(self._reduce)}"
+        return text + ")"
 
 
-def _forward_binary(op: Callable, reflected: bool) -> Callable:
-    if reflected:
-        def method(self, other):
-            return op(_as_array(other), self.value)
-    else:
-        def method(self, other):
-            return op(self.value, _as_array(other))
+def _unwrap(x: Any) -> Any:
+    return x.value if isinstance(x, BaseVar) else x
+
+
+def _forward_binary(name: str) -> Callable:
+    def method(self, other):
+        return getattr(self.value, name)(_unwrap(other))
+    method.__name__ = name
     return method
 
 
-for _name, _op in [
-    ("add", operator.add), ("sub", operator.sub), ("mul", operator.mul),
-    ("truediv", operator.truediv), ("floordiv", operator.floordiv), ("mod", operator.mod),
-    ("pow", operator.pow), ("matmul", operator.matmul), ("and", operator.and_),
-    ("or", operator.or_), ("xor", operator.xor), ("lshift", operator.lshift),
-    ("rshift", operator.rshift),
-]:
-    setattr(BaseVar, f"__{_name}__", _forward_binary(_op, reflected=False))
-    setattr(BaseVar, f"__r{_name}__", _forward_binary(_op, reflected=True))
+def _forward_unary(name: str) -> Callable:
+    def method(self):
+        return getattr(self.value, name)()
+    method.__name__ = name
+    return method
 
-# Comparisons other than == / != (those keep identity semantics so variables stay hashable
-# and usable in lists, sets and dicts).
-for _name, _op in [("lt", operator.lt), ("le", operator.le), ("gt", operator.gt),
-                   ("ge", operator.ge)]:
-    setattr(BaseVar, f"__{_name}__", _forward_binary(_op, reflected=False))
 
-for _name, _op in [("neg", operator.neg), ("pos", operator.pos), ("abs", operator.abs),
-                   ("invert", operator.invert)]:
-    setattr(BaseVar, f"__{_name}__", (lambda op: lambda self: op(self.value))(_op))
+for _name in ["add", "sub", "mul", "truediv", "floordiv", "mod", "divmod", "pow", "matmul",
+              "and", "or", "xor", "lshift", "rshift"]:
+    setattr(BaseVar, f"__{_name}__", _forward_binary(f"__{_name}__"))
+    setattr(BaseVar, f"__r{_name}__", _forward_binary(f"__r{_name}__"))
+for _name in ["eq", "ne", "lt", "le", "gt", "ge"]:
+    setattr(BaseVar, f"__{_name}__", _forward_binary(f"__{_name}__"))
+for _name in ["neg", "pos", "abs", "invert"]:
+    setattr(BaseVar, f"__{_name}__", _forward_unary(f"__{_name}__"))
+# Python 2's names for true division, which Objax variables also answered to.
+BaseVar.__div__ = BaseVar.__truediv__
+BaseVar.__rdiv__ = BaseVar.__rtruediv__
 
-for _name in ["sum", "mean", "max", "min", "prod", "std", "var", "reshape", "astype",
-              "transpose", "ravel", "flatten", "squeeze", "argmax", "argmin", "dot", "clip",
-              "round", "any", "all", "conj", "item", "tolist"]:
-    setattr(BaseVar, _name,
-            (lambda n: lambda self, *a, **k: getattr(self.value, n)(*a, **k))(_name))
+
+def _flatten(var: BaseVar) -> tuple[tuple[Array], None]:
+    return (var.value,), None
+
+
+def _detached(cls: type, leaf: Any) -> BaseVar:
+    """A copy of class ``cls`` holding ``leaf``, outside any module or scope."""
+    var = object.__new__(cls)
+    if issubclass(cls, TrainRef):
+        var.ref = _detached(TrainVar, leaf)
+    else:
+        var._value = leaf
+    var._detached = True
+    return var
+
+
+def _register_pytree(cls: type) -> None:
+    jax.tree_util.register_pytree_node(
+        cls, _flatten, lambda _, leaves: _detached(cls, leaves[0]))
+
+
+_register_pytree(BaseVar)
 
 
 def mismatch(current: Any, new: Any) -> str:
@@ -224,7 +307,9 @@ class TrainVar(BaseVar):
     """A trainable variable: gradients are computed with respect to it.
 
     ``v.value = x`` raises: update it through a ``TrainRef`` (what optimizers do) or, when
-    overwriting a parameter is really meant, with ``v.assign(x)``.
+    overwriting a parameter is really meant, with ``v.assign(x)``. The one exception is
+    BrainPy's: inside ``bridge.grad`` (and the other BrainPy-style transformations) a
+    ``TrainVar`` listed in ``dyn_vars`` may be assigned directly.
 
     Example::
 
@@ -241,9 +326,16 @@ class TrainVar(BaseVar):
 
     @value.setter
     def value(self, tensor: Any) -> None:
+        # BrainPy's ``dyn_vars`` declare TrainVars that the differentiated code updates in
+        # place; only inside such a call is ``v.value = x`` an assignment.
+        if _SCOPES and _scope.allows_direct_assignment(self):
+            self.assign(tensor)
+            return
         raise ValueError(
             "Direct assignment to a TrainVar is not allowed: write through "
-            "`bridge.TrainRef(var).value = ...` (as optimizers do) or call `var.assign(...)`."
+            "`bridge.TrainRef(var).value = ...` (as optimizers do) or call `var.assign(...)`. "
+            "(Inside `bridge.grad` and friends, variables listed in `dyn_vars` may be "
+            "assigned directly.)"
         )
 
 
@@ -304,9 +396,8 @@ class TrainRef(BaseState):
     def _label(self) -> Optional[str]:  # type: ignore[override]
         return self.ref._label
 
-    @property
-    def _reduce(self) -> Optional[Reducer]:  # type: ignore[override]
-        return self.ref._reduce
+    def reduce(self, tensors: Array) -> None:
+        """Does nothing: the target ``TrainVar`` reduces itself (as in Objax)."""
 
     @property
     def value(self) -> Array:
@@ -315,3 +406,6 @@ class TrainRef(BaseState):
     @value.setter
     def value(self, tensor: Any) -> None:
         self.ref.assign(tensor)
+
+    def __repr__(self) -> str:
+        return f"{class_path(self)}(ref={self.ref!r})"

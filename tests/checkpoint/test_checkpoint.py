@@ -721,10 +721,20 @@ def test_checkpoint_keeps_only_the_last_keep_files(tmp_path):
     vc = Net(0).vars()
     for step in [10, 20, 30, 40, 50]:
         path = manager.save(vc, step)
-        assert os.path.basename(path) == f"ckpt-{step:010d}.msgpack"
+        assert path == os.path.join(str(tmp_path / "run"), "ckpt", f"{step:010d}.npz")
     assert manager.steps() == [30, 40, 50]
-    assert sorted(os.listdir(tmp_path / "run")) == [
-        "ckpt-0000000030.msgpack", "ckpt-0000000040.msgpack", "ckpt-0000000050.msgpack"]
+    assert sorted(os.listdir(tmp_path / "run" / "ckpt")) == [
+        "0000000030.npz", "0000000040.npz", "0000000050.npz"]
+
+
+def test_checkpoint_uses_objax_layout_and_class_attributes(tmp_path):
+    # Objax's objax.io.Checkpoint: logdir/ckpt/%010d.npz, with these class attributes.
+    C = ckpt.Checkpoint
+    assert (C.DIR_NAME, C.FILE_MATCH, C.FILE_FORMAT) == ("ckpt", "*.npz", "%010d.npz")
+    assert C.SAVE_FN is ckpt.save_var_collection and C.LOAD_FN is ckpt.load_var_collection
+    assert C.checkpoint_idx("/any/ckpt/0000000042.npz") == 42
+    with pytest.raises(ValueError, match="not a checkpoint file name"):
+        C.checkpoint_idx("model.pkl")
 
 
 def test_checkpoint_restores_the_latest(tmp_path):
@@ -736,7 +746,7 @@ def test_checkpoint_restores_the_latest(tmp_path):
     assert (idx, path) == (3, manager.path(3))
     assert manager.latest_step() == 3
     np.testing.assert_array_equal(fresh.b.value, jnp.full(4, 3.0))
-    assert manager.last_report.step == 3
+    assert manager.last_report is not None
 
 
 def test_checkpoint_restores_a_given_index(tmp_path):
@@ -767,12 +777,23 @@ def test_checkpoint_orders_steps_numerically(tmp_path):
     assert manager.latest_step() == 10**10
 
 
-def test_checkpoint_ignores_other_files_and_can_write_npz(tmp_path):
-    (tmp_path / "notes.txt").write_text("keep me")
-    manager = ckpt.Checkpoint(tmp_path, keep_ckpts=1, format="npz")
+def test_checkpoint_ignores_other_files_and_can_write_msgpack(tmp_path):
+    manager = ckpt.Checkpoint(tmp_path, keep_ckpts=1, format="msgpack")
+    (tmp_path / "ckpt" / "notes.txt").write_text("keep me")
     manager.save(Tied(0).vars(), 1)
     manager.save(Tied(0).vars(), 2)
-    assert sorted(os.listdir(tmp_path)) == ["ckpt-0000000002.npz", "notes.txt"]
+    assert sorted(os.listdir(tmp_path / "ckpt")) == ["0000000002.msgpack", "notes.txt"]
+    fresh = Tied(5)
+    assert manager.restore(fresh.vars()) == (2, manager.path(2))
+    np.testing.assert_array_equal(fresh.b.value, jnp.full(4, 0.0))
+
+
+def test_checkpoint_restore_options_reach_restore(tmp_path):
+    manager = ckpt.Checkpoint(tmp_path)
+    manager.save(Tied(1).vars(), 1)
+    fresh = Tied(0)
+    manager.restore(fresh.vars(), renamer={"(Tied)": "(Tied)"}, strict=True)
+    np.testing.assert_array_equal(fresh.b.value, jnp.full(4, 1.0))
 
 
 def test_checkpoint_refuses_a_non_positive_keep(tmp_path):

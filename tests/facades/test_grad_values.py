@@ -177,3 +177,54 @@ def test_sgd_step_written_with_trainref_matches_plain_jax():
         b, w = b - 0.1 * gb, w - 0.1 * gw
     np.testing.assert_allclose(m.b.value, b, rtol=1e-5)
     np.testing.assert_allclose(m.w.value, w, rtol=1e-5)
+
+
+def test_variables_none_differentiates_inputs_only_like_jax_grad():
+    m = Regression()
+    loss = lambda x, y: ((m(x) - y) ** 2).mean()  # noqa: E731
+    g = bridge.Grad(loss, None, input_argnums=(0,))(X, Y)
+    expected = jax.grad(ref_loss, argnums=2)(m.b.value, m.w.value, X, Y)
+    assert len(g) == 1
+    np.testing.assert_allclose(g[0], expected, rtol=1e-6)
+
+
+def test_vars_include_the_variables_of_a_module_being_differentiated():
+    m = Regression()
+    gv = bridge.GradValues(m, None, input_argnums=(0,))
+    assert dict(gv.vars()) == dict(m.vars())
+    jitted = bridge.Jit(bridge.Jacobian(m, None, input_argnums=(0,)))
+    np.testing.assert_allclose(jitted(X[:1])[0][0, :, 0], m.w.value.T, rtol=1e-6)
+
+
+def test_signature_shows_the_loss_arguments_and_what_the_facade_returns():
+    import inspect
+    from typing import List, Tuple
+
+    def loss(x: jax.Array, y) -> Tuple[jax.Array, dict]:
+        return (x + y).mean(), {}
+
+    def as_grad_values(x: jax.Array, y) -> Tuple[List[jax.Array], Tuple[jax.Array, dict]]:
+        pass
+
+    def as_grad(x: jax.Array, y) -> List[jax.Array]:
+        pass
+
+    vc = bridge.VarCollection()
+    assert inspect.signature(bridge.GradValues(loss, vc)) == inspect.signature(as_grad_values)
+    assert inspect.signature(bridge.Grad(loss, vc)) == inspect.signature(as_grad)
+
+
+def test_input_argnums_must_be_a_tuple():
+    with pytest.raises(TypeError, match="input_argnums"):
+        bridge.GradValues(lambda x: x.sum(), bridge.VarCollection(), input_argnums=0)
+
+
+def test_repr_names_the_function_and_argnums():
+    def myloss(x):
+        return (x ** 2).mean()
+
+    gv = bridge.GradValues(myloss, bridge.VarCollection(), input_argnums=(0,))
+    assert repr(gv) == "bridge.GradValues(f=myloss, input_argnums=(0,))"
+    assert repr(bridge.Grad(myloss, None)) == "bridge.Grad(f=myloss, input_argnums=None)"
+    assert repr(bridge.Jit(gv)) == (
+        "bridge.Jit(f=bridge.GradValues(f=myloss, input_argnums=(0,)), static_argnums=None)")

@@ -79,6 +79,29 @@ def test_vectorize_argument_count_must_match_batch_axis():
         f(jnp.ones(2))
 
 
+def test_batch_axis_errors_are_also_assertion_errors_as_in_objax():
+    with pytest.raises(AssertionError):
+        bridge.Vectorize(lambda x, y: x + y, bridge.VarCollection(), batch_axis=(0,))
+    f = bridge.Vectorize(lambda *a: a[0] + a[1], bridge.VarCollection(), batch_axis=(0,))
+    with pytest.raises(AssertionError):
+        f(jnp.ones(2), jnp.ones(2))
+
+
+def test_inner_batch_axis_gives_exactly_the_unbatched_result():
+    lin = bridge.nn.Linear(3, 4)
+    x = jax.random.normal(jax.random.PRNGKey(0), (96, 3))
+    mapped = bridge.Vectorize(lin, batch_axis=(1,))(x.T)
+    np.testing.assert_array_equal(mapped, lin(x))
+
+
+def test_inner_batch_axis_of_a_pytree_argument():
+    f = bridge.Vectorize(lambda d: d["a"].sum() + d["b"][0], bridge.VarCollection(),
+                         batch_axis=(1,))
+    d = {"a": jnp.arange(6.0).reshape(2, 3), "b": jnp.arange(3.0)[None, :]}
+    np.testing.assert_allclose(f(d), jax.vmap(lambda a, b: a.sum() + b[0], in_axes=1)(
+        d["a"], d["b"]))
+
+
 def test_vectorize_batch_axis_must_cover_positional_arguments():
     with pytest.raises(ValueError, match="one entry"):
         bridge.Vectorize(lambda x, y: x + y, bridge.VarCollection(), batch_axis=(0,))

@@ -27,6 +27,29 @@ def test_generator_vars_name_its_key():
     assert list(bridge.random.Generator().vars().keys()) == ["(Generator)._key"]
 
 
+def test_uniform_takes_the_generator_by_position_as_objax():
+    gen = bridge.random.Generator(seed=2)
+    expected = jax.random.uniform(key_sequence(2, 1)[0], (3,))
+    np.testing.assert_array_equal(bridge.random.uniform((3,), gen), expected)
+
+
+def test_generator_repr_shows_its_seed():
+    assert repr(bridge.random.Generator(seed=123)) == "bridge.random.Generator(seed=123)"
+
+
+def test_importing_bridge_does_not_start_jax_backends():
+    # The default generator makes its key on first use, so XLA_FLAGS set after
+    # `import bridge` (as Objax's multi-device tests do) still take effect.
+    import subprocess
+    import sys
+
+    code = ("import bridge, jax._src.xla_bridge as xb; "
+            "print(xb.backends_are_initialized())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"
+
+
 def test_normal_matches_jax_random_normal():
     gen = bridge.random.Generator(seed=1)
     (key,) = key_sequence(1, 1)

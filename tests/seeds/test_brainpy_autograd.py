@@ -176,12 +176,10 @@ class F2(bridge.Module):
         self.a = bridge.TrainVar(jnp.ones(1))
         self.b = bridge.TrainVar(jnp.ones(1))
 
-    def __call__(self, c):
+    def __call__(self, c):  # the seed's code, as written
         ab = self.a * self.b
         ab = ab * 2
-        # BrainPy writes ``self.a.value = ab``; a bridge TrainVar refuses direct
-        # assignment (Objax semantics), so the port uses ``assign``.
-        self.a.assign(ab)
+        self.a.value = ab
         return (ab + c).mean()
 
 
@@ -192,6 +190,22 @@ def test_dyn_vars_gradient_and_assigned_variable_is_written_back():
     close(f2.a.value, [2.0])
     assert not isinstance(f2.a.value, jax.core.Tracer)
     close(f2.b.value, [1.0])
+
+
+def test_dyn_vars_trainvar_takes_direct_assignment_under_jit():
+    f2 = F2()
+    g = bridge.Jit(bridge.grad(f2, dyn_vars=[f2.a], grad_vars=f2.b))
+    close(g(10.0), [2.0])
+    close(f2.a.value, [2.0])
+
+
+def test_trainvar_not_in_dyn_vars_still_refuses_direct_assignment():
+    f2 = F2()
+    with pytest.raises(ValueError, match="Direct assignment to a TrainVar"):
+        bridge.grad(f2, grad_vars=f2.b)(10.0)
+    with pytest.raises(ValueError, match="Direct assignment to a TrainVar"):
+        f2(10.0)
+    close(f2.a.value, [1.0])
 
 
 def test_dyn_vars_assignment_accumulates_over_calls():

@@ -159,3 +159,22 @@ def test_table_lists_and_counts_shared_weights_under_each_name():
 def test_module_list_slices_stay_module_lists():
     ml = bridge.ModuleList([Pair(), Pair(), Pair()])
     assert isinstance(ml[1:], bridge.ModuleList) and len(ml[1:].vars()) == 6
+
+
+def test_setting_an_existing_name_to_another_variable_is_refused():
+    a, b = bridge.TrainVar(jnp.zeros(1)), bridge.TrainVar(jnp.zeros(1))
+    vc = bridge.VarCollection({"a": a})
+    vc["a"] = a  # the same variable again is fine
+    with pytest.raises(ValueError, match="Name conflict"):
+        vc["a"] = b
+    assert vc["a"] is a
+    vc["b"] = b
+    assert list(vc) == [a, b]
+
+
+def test_assign_errors_are_also_assertion_errors_as_in_objax():
+    vc = bridge.VarCollection({"a": bridge.TrainVar(jnp.zeros(2))})
+    with pytest.raises(AssertionError):
+        vc.assign([jnp.zeros(3)])
+    with pytest.raises(AssertionError):
+        vc.assign([])

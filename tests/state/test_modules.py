@@ -1,5 +1,8 @@
 """Module, Function.with_vars, ForceArgs."""
 
+import functools
+import inspect
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -56,8 +59,56 @@ def test_force_args_undo_by_name_keeps_other_forced_arguments():
             self.inner = bridge.ForceArgs(Scale(), factor=10.0, other=1)
 
     h = Holder()
-    bridge.ForceArgs.undo(h, other=None)
+    bridge.ForceArgs.undo(h, other=bridge.ForceArgs.ANY)
     assert isinstance(h.inner, bridge.ForceArgs) and h.inner.forced_kwargs == {"factor": 10.0}
+
+
+def test_force_args_undo_by_value_removes_only_a_matching_value():
+    class Holder(bridge.Module):
+        def __init__(self):
+            self.inner = bridge.ForceArgs(Scale(), factor=10.0)
+
+    h = Holder()
+    bridge.ForceArgs.undo(h, factor=30.0)  # not the forced value: nothing changes
+    assert h.inner.forced_kwargs == {"factor": 10.0}
+    bridge.ForceArgs.undo(h, factor=10.0)
+    assert isinstance(h.inner, Scale)
+
+
+def test_force_args_replaces_an_argument_passed_by_position():
+    m = Scale()
+    forced = bridge.ForceArgs(m, factor=10.0)
+    assert float(forced(1.0, 3.0)) == 20.0  # m(1.0, 10.0), not a duplicate `factor`
+
+
+def test_force_args_on_the_root_is_emptied_by_undo_but_kept():
+    forced = bridge.ForceArgs(Scale(), factor=10.0)
+    bridge.ForceArgs.undo(forced)
+    assert forced.forced_kwargs == {} and float(forced(1.0, 3.0)) == 6.0
+
+
+def test_function_of_a_partial_adds_no_name_prefix():
+    m = Scale()
+    f = bridge.Function(functools.partial(lambda x, k: m(x) * k, k=2.0), m.vars())
+    assert list(f.vars().keys()) == ["(Scale).w"]
+
+
+def test_function_has_the_signature_of_the_wrapped_function():
+    def f(x: jnp.ndarray, *, named: int = 1) -> float:
+        return x
+
+    assert inspect.signature(bridge.Function(f, bridge.VarCollection())) == inspect.signature(f)
+
+
+def test_function_auto_vars_finds_the_modules_the_code_names():
+    m = Scale()
+
+    @bridge.Function.auto_vars
+    def f(x):
+        return m(x) * 2
+
+    assert dict(f.vars()) == {"{f}m.(Scale).w": m.w}
+    assert float(f(1.5)) == 6.0
 
 
 def test_module_attributes_that_are_not_variables_are_ignored():

@@ -87,10 +87,16 @@ def test_variable_converts_with_jnp_asarray_and_numpy():
     np.testing.assert_array_equal(np.asarray(v), np.asarray(x))
 
 
-def test_variables_compare_by_identity_and_are_hashable():
+def test_variables_compare_elementwise_like_arrays():
+    a, b = bridge.TrainVar(jnp.array([1.0, 2.0])), bridge.TrainVar(jnp.array([1.0, 3.0]))
+    np.testing.assert_array_equal(a == b, jnp.array([1.0, 2.0]) == jnp.array([1.0, 3.0]))
+    np.testing.assert_array_equal(a != 2.0, jnp.array([True, False]))
+
+
+def test_variables_hash_by_identity():
     a, b = bridge.TrainVar(jnp.zeros(1)), bridge.TrainVar(jnp.zeros(1))
-    assert a != b and a == a
     assert len({a, b, a}) == 2
+    assert {a: 1, b: 2}[b] == 2
 
 
 def test_random_state_split_advances_and_matches_jax_random():
@@ -141,3 +147,33 @@ def test_python_float_into_integer_variable_is_refused():
 def test_variable_refuses_python_bool_conversion():
     with pytest.raises(TypeError, match="bool"):
         bool(bridge.StateVar(jnp.ones(())))
+
+
+def test_bad_assignment_error_is_a_value_error_and_an_assertion_error():
+    v = bridge.TrainVar(jnp.zeros(2))
+    with pytest.raises(bridge.AssignmentError) as info:
+        v.assign(jnp.zeros(3))
+    assert isinstance(info.value, ValueError) and isinstance(info.value, AssertionError)
+    np.testing.assert_array_equal(v.value, jnp.zeros(2))
+
+
+def test_reduce_may_change_the_shape():
+    # Objax's rule: reduce assigns without a shape check (the stacked values are usually
+    # one dimension larger than the value).
+    v = bridge.TrainVar(jnp.arange(6.0).reshape(2, 3))
+    v.reduce(v.value)
+    np.testing.assert_array_equal(v.value, [1.5, 2.5, 3.5])
+
+
+def test_train_ref_reduce_leaves_its_target_alone():
+    w = bridge.TrainVar(jnp.arange(6.0).reshape(2, 3))
+    bridge.TrainRef(w).reduce(jnp.zeros((4, 2, 3)))
+    np.testing.assert_array_equal(w.value, jnp.arange(6.0).reshape(2, 3))
+
+
+def test_repr_shows_class_path_value_and_reduce():
+    t = bridge.TrainVar(jnp.zeros(2))
+    assert repr(t) == ("bridge.TrainVar(Array([0., 0.], dtype=float32), "
+                       "reduce=reduce_mean)")
+    assert repr(bridge.TrainRef(t)) == f"bridge.TrainRef(ref={t!r})"
+    assert repr(bridge.RandomState(0)) == "bridge.RandomState(Array([0, 0], dtype=uint32))"
