@@ -6,7 +6,7 @@ Layers (imports point downwards only):
 
 * ``bridge.state``: variables, collections, modules;
 * ``bridge.pure``: every gradient semantic once, as pure functions over pytrees;
-* facades: Objax's ``Jit``, ``Vectorize``, ``GradValues``, ``Grad``,
+* facades: Objax's ``Jit``, ``Parallel``, ``Vectorize``, ``GradValues``, ``Grad``,
   ``Jacobian``, ``Hessian``; BrainPy's ``grad``, ``vector_grad``, ``jacobian``, ``jacrev``,
   ``jacfwd``, ``hessian``; ``bridge.optimizer`` and ``bridge.privacy``;
 * interop: ``bridge.flax`` and ``bridge.haiku`` (import them explicitly; they need the
@@ -23,6 +23,7 @@ from bridge import (
     gradient,
     interop,
     io,
+    module,
     nn,
     optimizer,
     privacy,
@@ -39,6 +40,7 @@ from bridge.facades import (
     Hessian,
     Jacobian,
     Jit,
+    Parallel,
     Vectorize,
     grad,
     hessian,
@@ -80,6 +82,7 @@ __all__ = [
     "Jit",
     "Module",
     "ModuleList",
+    "Parallel",
     "RandomState",
     "StateVar",
     "TrainRef",
@@ -98,6 +101,7 @@ __all__ = [
     "jacfwd",
     "jacobian",
     "jacrev",
+    "module",
     "nn",
     "optimizer",
     "privacy",

@@ -14,7 +14,7 @@ Example::
     loss = F.loss.cross_entropy_logits_sparse(head(h), labels).mean()
 """
 
-from bridge.functional import core, divergence, loss
+from bridge.functional import core, divergence, loss, parallel
 from bridge.functional._interpolate import Interpolate
 from bridge.functional._padding import ConvPadding
 from bridge.functional.core.activation import (
@@ -78,6 +78,7 @@ __all__ = [
     "max_pool_2d",
     "one_hot",
     "pad",
+    "parallel",
     "relu",
     "rsqrt",
     "scan",

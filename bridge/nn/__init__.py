@@ -19,6 +19,12 @@ from bridge.nn._layers import (
     MovingAverage,
     Sequential,
 )
+from bridge.nn._synced_batchnorm import (
+    SyncedBatchNorm,
+    SyncedBatchNorm0D,
+    SyncedBatchNorm1D,
+    SyncedBatchNorm2D,
+)
 
 __all__ = [
     "BatchNorm",
@@ -37,5 +43,9 @@ __all__ = [
     "Linear",
     "MovingAverage",
     "Sequential",
+    "SyncedBatchNorm",
+    "SyncedBatchNorm0D",
+    "SyncedBatchNorm1D",
+    "SyncedBatchNorm2D",
     "init",
 ]

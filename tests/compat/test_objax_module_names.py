@@ -15,6 +15,12 @@ import bridge
     ("bridge.typing", ["JaxArray", "JaxDType", "FileOrStr", "ConvPaddingInt"]),
     ("bridge.constants", ["ConvPadding"]),
     ("bridge.io.checkpoint", ["Checkpoint"]),
+    ("bridge.variable", ["BaseVar", "BaseState", "RandomState", "TrainRef", "StateVar",
+                         "TrainVar", "VarCollection"]),
+    ("bridge.module", ["ForceArgs", "Function", "Jit", "Module", "ModuleList", "Parallel",
+                       "Vectorize"]),
+    ("bridge.gradient", ["Grad", "GradValues", "Hessian", "Jacobian"]),
+    ("bridge", ["ConvPadding"]),
 ])
 def test_objax_module_paths_import(module, names):
     imported = importlib.import_module(module)
@@ -48,3 +54,18 @@ def test_mismatched_restore_raises_assertion_error_as_objax_did(tmp_path):
     with pytest.raises(bridge.checkpoint.CheckpointMismatchError):
         ckpt.restore(large.vars())
     np.testing.assert_array_equal(large.w.value, before)
+
+
+def test_objax_module_paths_hold_the_same_objects_as_the_top_level():
+    assert bridge.variable.TrainVar is bridge.TrainVar
+    assert bridge.module.Jit is bridge.Jit and bridge.module.Parallel is bridge.Parallel
+    assert bridge.gradient.GradValues is bridge.GradValues
+    assert bridge.ConvPadding is bridge.constants.ConvPadding
+
+
+def test_checkpoint_idx_reads_objax_file_names():
+    Checkpoint = bridge.io.Checkpoint
+    assert Checkpoint.checkpoint_idx("/logs/ckpt/0000000007.npz") == 7
+    assert Checkpoint.checkpoint_idx("ckpt/0000000042.msgpack") == 42
+    with pytest.raises(ValueError, match="not a checkpoint file name"):
+        Checkpoint.checkpoint_idx("model.pkl")
