@@ -13,7 +13,8 @@ Layers (imports point downwards only):
   ``flax``/``haiku`` extras), the library-independent name rules ``bridge.interop``, and
   ``bridge.checkpoint`` (with Objax's ``bridge.io`` names);
 * ready-made layers: ``bridge.nn``, ``bridge.functional``, ``bridge.random``; Objax's
-  ``bridge.constants``, ``bridge.typing`` and ``bridge.util`` names.
+  ``bridge.constants``, ``bridge.typing`` and ``bridge.util`` names, and ``bridge.jaxboard``
+  (TensorBoard logging; writing needs the ``jaxboard`` extra).
 """
 
 from bridge import (
@@ -23,6 +24,7 @@ from bridge import (
     gradient,
     interop,
     io,
+    jaxboard,
     module,
     nn,
     optimizer,
@@ -101,6 +103,7 @@ __all__ = [
     "jacfwd",
     "jacobian",
     "jacrev",
+    "jaxboard",
     "module",
     "nn",
     "optimizer",
