@@ -1,195 +1,270 @@
-"""Objax's optimizers (``opt(lr, grads)``) as thin layers over Optax transformations.
+"""Objax's optimizers, called ``opt(lr, grads, ...)``, as thin layers over Optax.
 
-Each keeps Objax's update rule exactly:
+Each optimizer is one Optax transformation built per call from the learning rate and the
+hyper-parameters, so that Objax's per-call overrides (``Momentum``'s ``momentum``,
+``Adam``'s ``beta1`` and ``beta2``) are ordinary arguments: traced under ``bridge.Jit`` when
+given, and the constructor's constants (nothing extra in the compiled step) when not.
 
-* ``SGD``: ``p -= lr * g``;
-* ``Momentum``: ``m = g + μ m``; ``p -= lr * m`` (Nesterov: ``p -= lr * (g + μ m)``), which is
-  ``optax.trace``;
-* ``Adam``: ``m += (1-β1)(g-m)``, ``v += (1-β2)(g²-v)``,
-  ``p -= lr · sqrt(1-β2ᵗ)/(1-β1ᵗ) · m / sqrt(v + ε)`` (ε inside the square root, unlike
-  ``optax.adam``), written as the Optax transformation ``scale_by_objax_adam``;
-* ``ExponentialMovingAverage``: ``optax.ema`` over every variable, with Objax's debiasing.
+* ``SGD``: ``p ← p - lr·g`` (``optax.sgd``);
+* ``Momentum``: ``m ← g + μ·m``; ``p ← p - lr·m``, or ``p ← p - lr·(g + μ·m)`` with
+  Nesterov (``optax.sgd`` with momentum, i.e. ``optax.trace``);
+* ``Adam``: Objax's Adam (``scale_by_objax_adam``: ``eps`` inside the square root);
+* ``LARS``: ``m ← μ·m + lr·r·(g + wd·p)``; ``p ← p - m``, with Objax's layer-wise trust ratio
+  ``r`` (``scale_by_objax_trust_ratio``, then ``optax.trace``).
 
-Hyper-parameters that Objax lets you override per call (``momentum``, ``beta1``, ``beta2``)
-are injected with ``optax.inject_hyperparams`` and live in the optimizer state.
+The state variables carry Objax's names and dtypes (``train_vars``, ``m``, ``v``, ``step``
+as ``uint32``), so an Objax checkpoint that includes optimizer state restores into them.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from bridge.optimizer._optax import Optax
-from bridge.state import (
-    Module,
-    ModuleList,
-    RandomState,
-    StateVar,
-    TrainRef,
-    TrainVar,
-    VarCollection,
-)
+from bridge.optimizer._optax import checked_gradients, trainable, write_all
+from bridge.optimizer._transforms import scale_by_objax_adam, scale_by_objax_trust_ratio
+from bridge.state import Module, ModuleList, StateVar, TrainRef, VarCollection
+from bridge.state._repr import arguments_repr, class_path
 
-__all__ = ["SGD", "Momentum", "Adam", "ExponentialMovingAverage", "scale_by_objax_adam"]
+__all__ = ["SGD", "Momentum", "Adam", "LARS"]
 
 
-class ObjaxAdamState(NamedTuple):
-    count: jax.Array
-    mu: Any
-    nu: Any
+def _first(stacked: jax.Array) -> jax.Array:
+    """Reduction of a step counter under ``Vectorize``: every example saw the same step."""
+    return stacked[0]
 
 
-def scale_by_objax_adam(b1: float = 0.9, b2: float = 0.999,
-                        eps: float = 1e-8) -> optax.GradientTransformation:
-    """Objax's Adam direction: ``sqrt(1-b2ᵗ)/(1-b1ᵗ) · m / sqrt(v + eps)``.
+class _ObjaxOptimizer(Module):
+    """An optimizer of ``vc``'s ``TrainVar``s driven by ``self._transform(lr, **hyper)``.
 
-    Differs from ``optax.scale_by_adam`` only in where ``eps`` enters (inside the square
-    root, before bias correction). Negate and scale by the learning rate to descend.
+    Subclasses create their state ``StateVar``s (``_state_vars()`` lists them in the
+    order of the leaves of the transformation's state) and call ``_finish_init()``.
     """
 
-    def init(params):
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        return ObjaxAdamState(jnp.zeros([], jnp.int32), zeros, zeros)
+    def __init__(self, vc: VarCollection):
+        variables, self._names = trainable(vc)
+        self.train_vars = ModuleList(TrainRef(v) for v in variables)
 
-    def update(updates, state, params=None):
-        del params
-        count = state.count + 1
-        mu = jax.tree_util.tree_map(lambda m, g: m + (1 - b1) * (g - m), state.mu, updates)
-        nu = jax.tree_util.tree_map(lambda v, g: v + (1 - b2) * (g * g - v), state.nu, updates)
-        t = count.astype(jnp.float32)
-        scale = jnp.sqrt(1 - b2 ** t) / (1 - b1 ** t)
-        direction = jax.tree_util.tree_map(lambda m, v: scale * m * jax.lax.rsqrt(v + eps), mu, nu)
-        return direction, ObjaxAdamState(count, mu, nu)
+    def _zeros(self) -> ModuleList:
+        return ModuleList(StateVar(jnp.zeros_like(r.value)) for r in self.train_vars)
 
-    return optax.GradientTransformation(init, update)
+    def _transform(self, lr: Any, **hyper: Any) -> optax.GradientTransformation:
+        raise NotImplementedError
+
+    def _state_vars(self) -> list[StateVar]:
+        return []
+
+    def _finish_init(self) -> None:
+        state = self._transform(1.0).init([r.value for r in self.train_vars])
+        self._treedef = jax.tree_util.tree_structure(state)
+        # The StateVars must hold exactly what the transformation's init gives.
+        write_all(type(self).__name__, self._state_vars(), jax.tree_util.tree_leaves(state))
+
+    def _step(self, lr: Any, grads: Sequence[Any], **hyper: Any) -> None:
+        """One update; ``hyper`` entries that are ``None`` keep the constructor's value."""
+        params = [r.value for r in self.train_vars]
+        grads = checked_gradients(type(self).__name__, self._names, params, grads)
+        state_vars = self._state_vars()
+        tx = self._transform(lr, **{k: v for k, v in hyper.items() if v is not None})
+        state = self._treedef.unflatten([v.value for v in state_vars])
+        updates, new_state = tx.update(grads, state, params)
+        write_all(type(self).__name__, list(self.train_vars) + state_vars,
+                  optax.apply_updates(params, updates) + jax.tree_util.tree_leaves(new_state))
 
 
-class _LearningRateOptimizer(Optax):
-    """An ``Optax`` optimizer called Objax's way: ``opt(lr, grads, **overrides)``."""
+class SGD(_ObjaxOptimizer):
+    """Stochastic gradient descent: ``p ← p - lr·g``.
 
-    def __call__(self, lr: float, grads: Sequence[jax.Array],  # type: ignore[override]
-                 **overrides: Optional[float]) -> None:
-        """Descend by ``lr`` times the transformation's direction for ``grads``.
-
-        ``overrides`` (e.g. ``momentum=``, ``beta1=``) replace hyper-parameters for this
-        call; ``None`` keeps the constructor's value.
-        """
-        self._step(grads, scale=-lr, hyperparams={k: v for k, v in overrides.items()
-                                                  if v is not None})
-
-
-class SGD(_LearningRateOptimizer):
-    """Stochastic gradient descent: ``p -= lr * g``.
+    Args:
+      vc: the variables; its ``TrainVar``s are updated, in ``vc.subset(TrainVar)`` order.
 
     Example::
 
         opt = bridge.optimizer.SGD(model.vars())
-        opt(0.1, grads)
+        g, v = gv(x, y)
+        opt(0.1, g)
     """
 
     def __init__(self, vc: VarCollection):
-        super().__init__(vc, optax.identity())
+        super().__init__(vc)
+        self._finish_init()
+
+    def _transform(self, lr: Any) -> optax.GradientTransformation:
+        return optax.sgd(lr)
+
+    def __call__(self, lr: Any, grads: Sequence[Any]) -> None:
+        """Descend: ``p ← p - lr·g`` for every trainable variable ``p``.
+
+        Raises:
+          ValueError: wrong number, shapes or dtypes of gradients (nothing is updated).
+        """
+        self._step(lr, grads)
 
     def __repr__(self) -> str:
-        return "SGD()"
+        return f"{class_path(self)}()"
 
 
-class Momentum(_LearningRateOptimizer):
-    """SGD with momentum ``μ``: ``m = g + μ m``, ``p -= lr * m`` (or Nesterov's variant).
+class Momentum(_ObjaxOptimizer):
+    """SGD with momentum: ``m ← g + μ·m``, then ``p ← p - lr·m`` (Nesterov:
+    ``p ← p - lr·(g + μ·m)``).
+
+    Args:
+      vc: the variables to optimize.
+      momentum: ``μ``, the decay of the accumulated gradient.
+      nesterov: use Nesterov's look-ahead step.
+
+    State: ``m``, one accumulator per trainable variable.
 
     Example::
 
         opt = bridge.optimizer.Momentum(model.vars(), momentum=0.9, nesterov=True)
-        opt(0.1, grads)                    # or opt(0.1, grads, momentum=0.5)
+        opt(0.1, grads)
+        opt(0.1, grads, momentum=0.5)      # this call only
     """
 
     def __init__(self, vc: VarCollection, momentum: float = 0.9, nesterov: bool = False):
+        super().__init__(vc)
         self.momentum, self.nesterov = momentum, nesterov
-        tx = optax.inject_hyperparams(optax.trace, static_args=("nesterov",))(
-            decay=momentum, nesterov=nesterov)
-        super().__init__(vc, tx, hyperparam_names={"momentum": "decay"})
+        self.m = self._zeros()
+        self._finish_init()
+
+    def _transform(self, lr: Any, momentum: Any = None) -> optax.GradientTransformation:
+        momentum = self.momentum if momentum is None else momentum
+        return optax.sgd(lr, momentum=momentum, nesterov=self.nesterov)
+
+    def _state_vars(self) -> list[StateVar]:
+        return list(self.m)
+
+    def __call__(self, lr: Any, grads: Sequence[Any], momentum: Optional[Any] = None) -> None:
+        """One step with learning rate ``lr``.
+
+        Args:
+          lr: the learning rate (a number or a traced scalar).
+          grads: one gradient per trainable variable, in order.
+          momentum: replaces the constructor's ``momentum`` for this call only (a number
+            or a traced scalar); ``None`` keeps it.
+
+        Raises:
+          ValueError: wrong number, shapes or dtypes of gradients (nothing is updated).
+        """
+        self._step(lr, grads, momentum=momentum)
 
     def __repr__(self) -> str:
-        return f"Momentum(momentum={self.momentum}, nesterov={self.nesterov})"
+        args = arguments_repr(momentum=self.momentum, nesterov=self.nesterov)
+        return f"{class_path(self)}({args})"
 
 
-class Adam(_LearningRateOptimizer):
-    """Adam with Objax's update rule (see ``scale_by_objax_adam``).
+class Adam(_ObjaxOptimizer):
+    """Adam, with Objax's update rule (``eps`` inside the square root)::
+
+        m ← m + (1 - β1)(g - m);  v ← v + (1 - β2)(g² - v)
+        p ← p - lr · sqrt(1 - β2ᵗ) / (1 - β1ᵗ) · m / sqrt(v + eps)
+
+    Args:
+      vc: the variables to optimize.
+      beta1, beta2: the moment decay rates ``β1``, ``β2``.
+      eps: added to ``v`` under the square root.
+
+    State: ``step`` (``uint32``, the ``t`` above), ``m`` and ``v`` per trainable variable.
 
     Example::
 
         opt = bridge.optimizer.Adam(model.vars())
-        opt(1e-3, grads)                   # or opt(1e-3, grads, beta1=0.5)
+        opt(1e-3, grads)
+        opt(1e-3, grads, 0.5, 0.9)         # beta1=0.5, beta2=0.9 for this call only
     """
 
     def __init__(self, vc: VarCollection, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
-        tx = optax.inject_hyperparams(scale_by_objax_adam)(b1=beta1, b2=beta2, eps=eps)
-        super().__init__(vc, tx, hyperparam_names={"beta1": "b1", "beta2": "b2"})
+        self.step = StateVar(jnp.zeros([], jnp.uint32), reduce=_first)  # first, as in Objax
+        super().__init__(vc)
+        self.m = self._zeros()
+        self.v = self._zeros()
+        self._finish_init()
+
+    def _transform(self, lr: Any, beta1: Any = None,
+                   beta2: Any = None) -> optax.GradientTransformation:
+        return optax.chain(
+            scale_by_objax_adam(b1=self.beta1 if beta1 is None else beta1,
+                                b2=self.beta2 if beta2 is None else beta2, eps=self.eps),
+            optax.scale_by_learning_rate(lr))
+
+    def _state_vars(self) -> list[StateVar]:
+        return [self.step, *self.m, *self.v]
+
+    def __call__(self, lr: Any, grads: Sequence[Any], beta1: Optional[Any] = None,
+                 beta2: Optional[Any] = None) -> None:
+        """One step with learning rate ``lr``.
+
+        Args:
+          lr: the learning rate (a number or a traced scalar).
+          grads: one gradient per trainable variable, in order.
+          beta1, beta2: replace the constructor's values for this call only (numbers or
+            traced scalars); ``None`` keeps them.
+
+        Raises:
+          ValueError: wrong number, shapes or dtypes of gradients (nothing is updated).
+        """
+        self._step(lr, grads, beta1=beta1, beta2=beta2)
 
     def __repr__(self) -> str:
-        return f"Adam(beta1={self.beta1}, beta2={self.beta2}, eps={self.eps})"
+        args = arguments_repr(beta1=self.beta1, beta2=self.beta2, eps=self.eps)
+        return f"{class_path(self)}({args})"
 
 
-class ExponentialMovingAverage(Module):
-    """Exponential moving averages of variables: ``avg += (1 - momentum) (value - avg)``.
+class LARS(_ObjaxOptimizer):
+    """Layer-wise adaptive rate scaling (You et al. 2017, https://arxiv.org/abs/1708.03888)
+    with Objax's update rule. For each trainable variable ``p`` with gradient ``g``::
 
-    Every variable of ``vc`` except ``RandomState``s is averaged; averages start at zero
-    and, with ``debias``, are divided by ``1 - (1 - eps) momentum^step`` when used.
+        r = tc · ‖p‖ / (‖g‖ + wd·‖p‖ + eps)      (max(1, r) if ‖p‖ or ‖g‖ is 0)
+        m ← μ·m + lr·r·(g + wd·p)
+        p ← p - m
+
+    Args:
+      vc: the variables to optimize.
+      momentum: ``μ``.
+      weight_decay: ``wd``, the L2 weight decay folded into the update.
+      tc: the trust coefficient (below 1).
+      eps: keeps the trust ratio finite.
+
+    State: ``m``, one accumulator per trainable variable.
 
     Example::
 
-        ema = bridge.optimizer.ExponentialMovingAverage(model.vars(), debias=True)
-        ema()                                  # after each training step
-        eval_fn = ema.replace_vars(model)      # runs model with averaged variables
+        opt = bridge.optimizer.LARS(model.vars())
+        opt(lr0 * (1 - epoch / epochs) ** 2, grads)   # the paper's polynomial decay
     """
 
-    def __init__(self, vc: VarCollection, momentum: float = 0.999, debias: bool = False,
-                 eps: float = 1e-6):
-        self.momentum, self.debias, self.eps = momentum, debias, eps
-        tracked = [v for v in vc if not isinstance(v, RandomState)]
-        trainable = [v._storage() for v in tracked if isinstance(v._storage(), TrainVar)]
-        others = [v for v in tracked if not isinstance(v._storage(), TrainVar)]
-        self.refs = ModuleList(others + [TrainRef(v) for v in trainable])
-        self._tx = optax.ema(momentum, debias=False)
-        state = self._tx.init([r.value for r in self.refs])
-        self.step = StateVar(state.count)
-        self.m = ModuleList(StateVar(x) for x in state.ema)
+    def __init__(self, vc: VarCollection, momentum: float = 0.9, weight_decay: float = 1e-4,
+                 tc: float = 1e-3, eps: float = 1e-5):
+        super().__init__(vc)
+        self.momentum, self.weight_decay, self.tc, self.eps = momentum, weight_decay, tc, eps
+        self.m = self._zeros()
+        self._finish_init()
 
-    def __call__(self) -> None:
-        """Fold the variables' current values into the averages."""
-        state = optax.EmaState(count=self.step.value, ema=[m.value for m in self.m])
-        _, state = self._tx.update([r.value for r in self.refs], state)
-        self.step.value = state.count
-        for m, avg in zip(self.m, state.ema):
-            m.value = avg
+    def _transform(self, lr: Any) -> optax.GradientTransformation:
+        return optax.chain(
+            scale_by_objax_trust_ratio(self.weight_decay, self.tc, self.eps),
+            optax.scale(lr),
+            optax.trace(decay=self.momentum),
+            optax.scale(-1.0))
 
-    def refs_and_values(self) -> tuple[VarCollection, list[jax.Array]]:
-        """The averaged variables and their (debiased if requested) averages."""
-        values = [m.value for m in self.m]
-        if self.debias:
-            correction = 1 / (1 - (1 - self.eps) * self.momentum ** self.step.value)
-            values = [v * correction.astype(v.dtype) for v in values]
-        return self.refs.vars(), values
+    def _state_vars(self) -> list[StateVar]:
+        return list(self.m)
 
-    def replace_vars(self, f: Callable) -> Callable:
-        """``f`` run with the variables temporarily set to their averages."""
+    def __call__(self, lr: Any, grads: Sequence[Any]) -> None:
+        """One step with learning rate ``lr`` (a number or a traced scalar).
 
-        def with_averages(*args: Any, **kwargs: Any) -> Any:
-            refs, averages = self.refs_and_values()
-            originals = refs.tensors()
-            refs.assign(averages)
-            try:
-                return f(*args, **kwargs)
-            finally:
-                refs.assign(originals)
-
-        return with_averages
+        Raises:
+          ValueError: wrong number, shapes or dtypes of gradients (nothing is updated).
+        """
+        self._step(lr, grads)
 
     def __repr__(self) -> str:
-        return (f"ExponentialMovingAverage(momentum={self.momentum}, debias={self.debias}, "
-                f"eps={self.eps})")
+        args = arguments_repr(momentum=self.momentum, weight_decay=self.weight_decay,
+                              tc=self.tc, eps=self.eps)
+        return f"{class_path(self)}({args})"

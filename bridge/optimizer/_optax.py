@@ -1,8 +1,9 @@
-"""Any ``optax.GradientTransformation`` as an object-style optimizer."""
+"""Any ``optax.GradientTransformation`` as an object-style optimizer, and the gradient
+check every optimizer step starts with."""
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,62 @@ import optax
 
 from bridge.state import Module, ModuleList, StateVar, TrainRef, TrainVar, VarCollection
 
-__all__ = ["Optax"]
+__all__ = ["Optax", "checked_gradients", "trainable", "write_all"]
+
+
+def trainable(vc: VarCollection) -> tuple[list[TrainVar], list[str]]:
+    """The ``TrainVar``s of ``vc`` (each once, in ``vc.subset(TrainVar)`` order: the order
+    ``GradValues(loss, vc)`` returns gradients in) and their names."""
+    train = vc.subset(TrainVar)
+    names = train.names()
+    variables = list(train)
+    return variables, [names[id(v)] for v in variables]
+
+
+def checked_gradients(owner: str, names: Sequence[str], params: Sequence[jax.Array],
+                      grads: Sequence[Any]) -> list[jax.Array]:
+    """``grads`` as arrays in the parameters' dtypes, after checking all of them.
+
+    An optimizer step calls this before it computes anything, so a bad gradient list
+    changes no variable: the error lists every gradient at fault, by variable name.
+
+    Raises:
+      ValueError: the number of gradients differs from the number of variables, or some
+        gradient's shape differs from its variable's, or is not numeric.
+    """
+    grads = list(grads)
+    if len(grads) != len(params):
+        raise ValueError(f"{owner}: got {len(grads)} gradients for {len(params)} trainable "
+                         f"variables ({', '.join(names) or 'none'}); nothing was updated.")
+    problems, out = [], []
+    for name, p, g in zip(names, params, grads):
+        g = jnp.asarray(g)
+        if g.shape != p.shape:
+            problems.append(f"  {name}: gradient of shape {g.shape} for a variable of shape "
+                            f"{p.shape}")
+        elif not jnp.issubdtype(g.dtype, jnp.number):
+            problems.append(f"  {name}: gradient of dtype {g.dtype} is not numeric")
+        else:
+            # Gradients in the variable's dtype keep every optimizer state in its dtype.
+            out.append(g.astype(p.dtype))
+    if problems:
+        raise ValueError(f"{owner}: nothing was updated because:\n" + "\n".join(problems))
+    return out
+
+
+def write_all(owner: str, variables: Sequence[Any], values: Sequence[Any]) -> None:
+    """Assign ``values`` to ``variables`` after checking every shape and dtype, so that a
+    step either writes all of its results or raises and writes none."""
+    problems = [f"  {type(var).__name__} #{i}: expected {jnp.shape(var.value)} "
+                f"{jnp.result_type(var.value)}, got {jnp.shape(new)} {jnp.result_type(new)}"
+                for i, (var, new) in enumerate(zip(variables, values))
+                if jnp.shape(var.value) != jnp.shape(new)
+                or jnp.result_type(var.value) != jnp.result_type(new)]
+    if problems:
+        raise ValueError(f"{owner}: the update does not fit the variables, nothing was "
+                         "written:\n" + "\n".join(problems))
+    for var, new in zip(variables, values):
+        var.value = new
 
 
 class Optax(Module):
@@ -31,45 +87,29 @@ class Optax(Module):
         opt(g)                       # params and optimizer state updated in place
     """
 
-    def __init__(self, vc: VarCollection, tx: optax.GradientTransformation,
-                 hyperparam_names: Optional[dict[str, str]] = None):
-        self.refs = ModuleList(TrainRef(v) for v in vc.subset(TrainVar))
+    def __init__(self, vc: VarCollection, tx: optax.GradientTransformation):
+        variables, self._names = trainable(vc)
+        self.refs = ModuleList(TrainRef(v) for v in variables)
         self.tx = tx
-        self._hyperparam_names = hyperparam_names or {}
         leaves, self._treedef = jax.tree_util.tree_flatten(tx.init(self._params()))
         self.state = ModuleList(StateVar(leaf) for leaf in leaves)
 
     def _params(self) -> list[jax.Array]:
         return [ref.value for ref in self.refs]
 
-    def _step(self, grads: Sequence[jax.Array], scale: Optional[float] = None,
-              hyperparams: Optional[dict[str, float]] = None, **extra_args: Any) -> None:
-        if len(grads) != len(self.refs):
-            raise ValueError(f"{type(self).__name__}: got {len(grads)} gradients for "
-                             f"{len(self.refs)} trainable variables.")
-        params = self._params()
-        state = self._treedef.unflatten([s.value for s in self.state])
-        if hyperparams:  # per-call values for optax.inject_hyperparams
-            injected = dict(state.hyperparams)
-            for name, value in hyperparams.items():
-                key = self._hyperparam_names.get(name, name)
-                injected[key] = jnp.asarray(value, jnp.result_type(injected[key]))
-            state = state._replace(hyperparams=injected)
-        updates, new_state = self.tx.update(list(grads), state, params, **extra_args)
-        if scale is not None:
-            updates = jax.tree_util.tree_map(lambda u: scale * u, updates)
-        for ref, new in zip(self.refs, optax.apply_updates(params, updates)):
-            ref.value = new
-        if hyperparams:  # an override lasts one call
-            new_state = new_state._replace(hyperparams=self._treedef.unflatten(
-                [s.value for s in self.state]).hyperparams)
-        for var, leaf in zip(self.state, jax.tree_util.tree_leaves(new_state)):
-            var.value = leaf
-
     def __call__(self, grads: Sequence[jax.Array], **extra_args: Any) -> None:
         """Update the variables from ``grads`` (one per ``TrainVar``, in order).
 
         ``extra_args`` go to ``tx.update`` (for transformations that take them, such as
         ``optax.contrib`` line searches needing ``value``).
+
+        Raises:
+          ValueError: wrong number, shapes or dtypes of gradients (nothing is updated).
         """
-        self._step(grads, **extra_args)
+        params = self._params()
+        grads = checked_gradients(type(self).__name__, self._names, params, grads)
+        state = self._treedef.unflatten([s.value for s in self.state])
+        updates, new_state = self.tx.update(grads, state, params, **extra_args)
+        write_all(type(self).__name__, list(self.refs) + list(self.state),
+                  optax.apply_updates(params, updates) + jax.tree_util.tree_leaves(new_state))
+

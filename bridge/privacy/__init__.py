@@ -1,11 +1,12 @@
-"""Differential privacy, Objax style: ``PrivateGradValues`` (DP-SGD gradients).
+"""Differential privacy, Objax style: DP-SGD gradients and their privacy analysis.
 
-The math (per-example clipping without materialising per-example gradients, noise) is
-``bridge.pure.clipped_grad``; this package holds the object facade. ``bridge.privacy.dpsgd``
-is the same name under Objax's module path (``objax.privacy.dpsgd.PrivateGradValues``).
+``PrivateGradValues`` is the object facade over ``bridge.pure.clipped_grad`` (per-example
+clipping without materialising per-example gradients, then noise). ``bridge.privacy.dpsgd``
+is Objax's module path (``objax.privacy.dpsgd``): it holds ``PrivateGradValues`` and the
+privacy analysis (``analyze_dp``, ``analyze_renyi``, ...; needs the ``privacy`` extra).
 """
 
 from bridge.privacy import dpsgd
-from bridge.privacy._private_grad_values import PrivateGradValues
+from bridge.privacy.dpsgd import PrivateGradValues
 
 __all__ = ["PrivateGradValues", "dpsgd"]

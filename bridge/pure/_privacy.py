@@ -81,9 +81,11 @@ def clipped_grad(loss_fn: Callable, l2_norm_clip: float, microbatch: int = 1,
         the scalar loss, or a tuple/list whose first element is the loss and whose other
         elements are extra values (``grad_values`` conventions); with ``has_aux``,
         ``(output, aux)``.
-      l2_norm_clip: ``C > 0``; each microbatch gradient ``g`` (all leaves of ``params``
+      l2_norm_clip: ``C >= 0``; each microbatch gradient ``g`` (all leaves of ``params``
         together) is scaled by ``C / max(‖g‖₂, C)``, i.e. to norm at most ``C`` and
         unchanged when already within it (Objax's convention; no epsilon is added).
+        ``C = 0`` clips every gradient to zero (the result is then pure noise, of
+        standard deviation 0).
       microbatch: examples per microbatch; the batch size must be a multiple.
       batch_axis: one entry per ``data`` argument (not ``params``, which is shared): the
         batch axis of that argument, or ``None`` for an argument every microbatch sees
@@ -118,8 +120,8 @@ def clipped_grad(loss_fn: Callable, l2_norm_clip: float, microbatch: int = 1,
     """
     if method not in ("auto", "materialize"):
         raise ValueError(f"method must be 'auto' or 'materialize', got {method!r}.")
-    if isinstance(l2_norm_clip, (int, float)) and not l2_norm_clip > 0:
-        raise ValueError(f"l2_norm_clip must be positive, got {l2_norm_clip}.")
+    if isinstance(l2_norm_clip, (int, float)) and not l2_norm_clip >= 0:
+        raise ValueError(f"l2_norm_clip must be >= 0, got {l2_norm_clip}.")
     if int(microbatch) != microbatch or microbatch < 1:
         raise ValueError(f"microbatch must be a positive integer, got {microbatch}.")
     unit = _unit_function(loss_fn, has_aux)
@@ -197,8 +199,13 @@ def _microbatches(data: tuple, batch_axis, microbatch: int):
 
 
 def _clip_factors(sq_norms: jax.Array, l2_norm_clip: Any) -> jax.Array:
-    """``C / max(‖g‖, C)`` per microbatch, from the squared norms."""
-    return l2_norm_clip / jnp.maximum(jnp.sqrt(sq_norms), l2_norm_clip)
+    """``C / max(‖g‖, C)`` per microbatch, from the squared norms.
+
+    Written as a select so that ``C = 0`` is defined: a zero gradient keeps factor 1 (it
+    is within the bound) instead of computing ``0 / 0``.
+    """
+    norms = jnp.sqrt(sq_norms)
+    return jnp.where(norms > l2_norm_clip, l2_norm_clip / norms, 1.0)
 
 
 def _add_noise(grads: Any, key: Any, stddev: Any) -> Any:

@@ -193,23 +193,101 @@ def test_each_microbatch_gets_its_own_random_key():
     assert float(draws.value) > 0.1   # 16 different uniforms (std ~0.29), not one
 
 
-def test_extra_values_batch_axis_and_objax_module_path():
+def test_extra_values_and_objax_module_path():
     model = make_model(4)
     x, y = data(batch=8)
 
-    def loss(xt, y):                       # features first: the batch is axis 1
-        logits = model(xt.T)
+    def loss(x, y):
+        logits = model(x)
         return (F.loss.cross_entropy_logits_sparse(logits, y).mean(),
                 (jnp.argmax(logits, -1) == y).mean())
 
     gv = bridge.privacy.dpsgd.PrivateGradValues(loss, model.vars(), 0.0, 0.9,
-                                               batch_axis=(1, 0))
-    grads, (l, acc) = bridge.Jit(gv, gv.vars())(x.T, y)
+                                               batch_axis=(0, 0))
+    assert bridge.privacy.dpsgd.gradient.PrivateGradValues is PrivateGradValues
+    grads, (l, acc) = bridge.Jit(gv, gv.vars())(x, y)
     expected, loss_ref = reference(pure_params(model), x, y, 0.9, 1)
     for g, e in zip(grads, in_vc_order(model, expected)):
         np.testing.assert_allclose(g, e, **TOL)
     np.testing.assert_allclose(l, loss_ref, **TOL)
     np.testing.assert_allclose(acc, (jnp.argmax(model(x), -1) == y).mean(), **TOL)
+
+
+@pytest.mark.parametrize("batch_axis", [(1,), (None,), (0, 1), (0, None)])
+def test_batch_axis_other_than_zero_is_refused_as_in_objax(batch_axis):
+    model = make_model()
+    with pytest.raises(ValueError, match=r"batch_axis=.*every entry 0"):
+        PrivateGradValues(loss_for(model), model.vars(), 0.0, 1.0, batch_axis=batch_axis)
+
+
+def test_more_batch_axis_entries_than_arguments_is_an_error():
+    model = make_model()
+    x, _ = data(batch=4)
+    gv = PrivateGradValues(lambda x: (model(x) ** 2).mean(), model.vars(), 0.0, 1.0,
+                           batch_axis=(0, 0))
+    with pytest.raises(ValueError, match="2 entries for 1 arguments"):
+        gv(x)
+
+
+@pytest.mark.parametrize("noise_multiplier", [0.0, 1.0])
+def test_zero_clip_gives_zero_gradients_and_the_loss(noise_multiplier):
+    # Every microbatch gradient is clipped to norm 0, and the noise std is z * 0 / U = 0.
+    model = make_model(5)
+    x, y = data(batch=8)
+    gv = PrivateGradValues(loss_for(model), model.vars(), noise_multiplier, 0.0,
+                           microbatch=2)
+    grads, (loss,) = bridge.Jit(gv, gv.vars())(x, y)
+    for g in grads:
+        np.testing.assert_array_equal(g, np.zeros_like(g))
+    _, loss_ref = reference(pure_params(model), x, y, 1.0, 2)
+    np.testing.assert_allclose(loss, loss_ref, **TOL)
+
+
+def test_pure_clipped_grad_accepts_zero_clip_and_keeps_zero_gradients_finite():
+    # A microbatch whose gradient is exactly zero keeps it (no 0 / 0).
+    params = {"w": jnp.array([1.0, 2.0])}
+    x = jnp.array([[1.0, 1.0], [0.0, 0.0]])
+    loss = lambda p, x: jnp.sum(x @ p["w"])
+    for method in ("auto", "materialize"):
+        grads, _ = jax.jit(bridge.pure.clipped_grad(loss, 0.0, method=method))(params, x)
+        np.testing.assert_array_equal(grads["w"], [0.0, 0.0])
+
+
+def test_reshape_microbatch_groups_consecutive_examples():
+    model = make_model()
+    gv = PrivateGradValues(loss_for(model), model.vars(), 1.0, 1.0, microbatch=3)
+    x = np.arange(6 * 2 * 5).reshape(6, 2, 5)
+    out = gv.reshape_microbatch(jnp.asarray(x))
+    assert out.shape == (2, 3, 2, 5)
+    np.testing.assert_array_equal(out[1, 0], x[3])
+    with pytest.raises(ValueError, match="a batch of 7 is not a multiple of microbatch=3"):
+        gv.reshape_microbatch(jnp.zeros((7, 2)))
+
+
+def test_repr_is_objax_format_under_bridge_path():
+    def myloss(x):
+        return (x ** 2).mean()
+
+    gv = bridge.privacy.dpsgd.PrivateGradValues(myloss, bridge.VarCollection(),
+                                               noise_multiplier=1., l2_norm_clip=0.5,
+                                               microbatch=1)
+    assert repr(gv) == ("bridge.privacy.dpsgd.gradient.PrivateGradValues(f=myloss, "
+                        "noise_multiplier=1.0, l2_norm_clip=0.5, microbatch=1, "
+                        "batch_axis=(0,))")
+
+
+def test_failed_call_leaves_random_states_unchanged():
+    gen = bridge.random.Generator(3)
+    lin = bridge.nn.Linear(3, 1)
+
+    def loss(x):
+        return (lin(x) ** 2).mean() + 0 * jax.random.uniform(gen())
+
+    gv = PrivateGradValues(loss, lin.vars() + gen.vars(), 1.0, 1.0, microbatch=4, keygen=gen)
+    before = np.asarray(gen.key.value)
+    with pytest.raises(ValueError, match="multiple of microbatch"):
+        gv(jnp.ones((6, 3)))
+    np.testing.assert_array_equal(gen.key.value, before)
 
 
 def test_bad_arguments():

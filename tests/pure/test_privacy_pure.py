@@ -305,7 +305,7 @@ def test_errors():
     with pytest.raises(ValueError, match="batch_axis"):
         clipped_grad(mlp_loss, 1.0, batch_axis=(0,))(params, x, y)
     with pytest.raises(ValueError, match="l2_norm_clip"):
-        clipped_grad(mlp_loss, 0.0)
+        clipped_grad(mlp_loss, -1.0)
     with pytest.raises(ValueError, match="method"):
         clipped_grad(mlp_loss, 1.0, method="ghost")
 

@@ -1,4 +1,8 @@
-"""``PrivateGradValues``: Objax's DP-SGD gradient module, on ``bridge.pure.clipped_grad``."""
+"""``PrivateGradValues``: Objax's DP-SGD gradient module, on ``bridge.pure.clipped_grad``.
+
+This is Objax's module path ``objax.privacy.dpsgd.gradient``; the class lives here so that it
+prints under it, as Objax's does.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from bridge.facades._gather import declared_collection, differentiated_first, re
 from bridge.pure import changed_entries, clipped_grad, functionalize
 from bridge.random import DEFAULT_GENERATOR, Generator
 from bridge.state import Module, RandomState, TrainVar, VarCollection
+from bridge.state._repr import arguments_repr, class_path, function_repr
 
 __all__ = ["PrivateGradValues"]
 
@@ -38,11 +43,14 @@ class PrivateGradValues(Module):
       noise_multiplier: the ratio of the noise standard deviation to ``l2_norm_clip``
         (before dividing by the number of microbatches). ``0`` gives the exact clipped
         mean gradient and draws no key.
-      l2_norm_clip: the maximal L2 norm of a microbatch gradient (``> 0``).
+      l2_norm_clip: the maximal L2 norm of a microbatch gradient (``>= 0``; ``0`` clips
+        every gradient to zero).
       microbatch: examples per microbatch; the batch size must be a multiple of it.
-      batch_axis: for each positional argument of ``f``, its batch axis, or ``None`` for
-        an argument every microbatch sees whole. Arguments beyond its length are batched
-        on axis 0 (so the default ``(0,)`` batches every argument on axis 0).
+      batch_axis: the batch axis of each positional argument of ``f``; as in Objax, every
+        entry must be ``0`` (all arguments are batched on their first axis). Arguments
+        beyond its length are batched on axis 0 too, so the default ``(0,)`` fits any
+        number of arguments. For other layouts, or arguments every microbatch sees
+        whole, use ``bridge.pure.clipped_grad``, which takes any axis or ``None``.
       keygen: the ``bridge.random.Generator`` the noise keys come from (one key per call,
         split over the gradients). Its variable is in ``self.vars()``: pass
         ``gv.vars()`` (not only the model's) to an enclosing ``Jit``.
@@ -55,6 +63,13 @@ class PrivateGradValues(Module):
       ``(gradients, values)``: ``gradients`` is a list with one array per ``TrainVar`` in
       ``vc`` order; ``values`` is the list of everything ``f`` returned, averaged over
       microbatches.
+
+    Raises:
+      ValueError: at construction, a negative ``l2_norm_clip``, a ``microbatch`` that is
+        not a positive integer or a non-zero ``batch_axis`` entry; when called, more
+        ``batch_axis`` entries than arguments, a batch size that is not a multiple of
+        ``microbatch``, or batched arguments of different sizes.
+      TypeError: ``f``'s first output is not a scalar.
 
     Example::
 
@@ -79,6 +94,10 @@ class PrivateGradValues(Module):
                  batch_axis: Sequence[Optional[int]] = (0,),
                  keygen: Generator = DEFAULT_GENERATOR, use_norm_accumulation: bool = False,
                  method: str = "auto"):
+        if not all(a == 0 for a in batch_axis):
+            raise ValueError(f"PrivateGradValues: batch_axis={tuple(batch_axis)}, but every "
+                             "argument must be batched on axis 0 (every entry 0), as in Objax. "
+                             "bridge.pure.clipped_grad takes other axes and None.")
         self.f = f
         self.vc = vc
         self.keygen = keygen
@@ -111,23 +130,60 @@ class PrivateGradValues(Module):
 
         return loss
 
+    def reshape_microbatch(self, x: jax.Array) -> jax.Array:
+        """``x`` with its batch axis split into microbatches.
+
+        Args:
+          x: an array of shape ``(B, ...)`` with ``B`` a multiple of ``microbatch``.
+
+        Returns:
+          The same entries as an array of shape ``(B // microbatch, microbatch, ...)``:
+          row ``u`` holds the examples of microbatch ``u``.
+
+        Raises:
+          ValueError: ``B`` is not a multiple of ``microbatch``.
+
+        Example::
+
+            gv = PrivateGradValues(loss, model.vars(), 1.1, 1.0, microbatch=2)
+            gv.reshape_microbatch(jnp.zeros((8, 3))).shape      # (4, 2, 3)
+        """
+        batch = x.shape[0]
+        if batch % self.microbatch:
+            raise ValueError(f"PrivateGradValues.reshape_microbatch: a batch of {batch} is "
+                             f"not a multiple of microbatch={self.microbatch}.")
+        return x.reshape(batch // self.microbatch, self.microbatch, *x.shape[1:])
+
     def __call__(self, *args: Any, **kwargs: Any) -> tuple[list, list]:
-        axes = self.batch_axis[:len(args)] + (0,) * (len(args) - len(self.batch_axis))
-        batched = [(x, a) for x, a in zip(args, axes) if a is not None]
-        if not batched:
-            raise ValueError(f"PrivateGradValues: batch_axis={self.batch_axis} maps over "
-                             "no argument.")
-        x, a = batched[0]
-        n = jax.tree_util.tree_leaves(x)[0].shape[a]
+        if not args:
+            raise ValueError("PrivateGradValues needs at least one positional argument "
+                             "(batched on axis 0).")
+        if len(self.batch_axis) > len(args):
+            raise ValueError(f"PrivateGradValues: batch_axis={self.batch_axis} has "
+                             f"{len(self.batch_axis)} entries for {len(args)} arguments.")
+        axes = (0,) * len(args)
+        n = jax.tree_util.tree_leaves(args[0])[0].shape[0]
         values = read(self._storages)
-        keys = [self._storages[i].split(n) for i in self._random]
-        key = self.keygen() if self.noise_multiplier != 0 else None
-        g = clipped_grad(self._loss(kwargs), self.l2_norm_clip, self.microbatch,
-                         batch_axis=(None, 0) + axes, noise_multiplier=self.noise_multiplier,
-                         has_aux=True, method=self.method)
-        n_train = self._n_train
-        grads, out_values, changes = g(values[:n_train], values[n_train:], keys, *args,
-                                       key=key)
+        # Drawing keys advances the random states: put them back if anything fails, so
+        # that a failed call changes nothing.
+        rngs = [self._storages[i] for i in self._random]
+        if self.noise_multiplier != 0:
+            rngs.append(self.keygen.key)
+        saved = [r.value for r in rngs]
+        try:
+            keys = [self._storages[i].split(n) for i in self._random]
+            key = self.keygen() if self.noise_multiplier != 0 else None
+            g = clipped_grad(self._loss(kwargs), self.l2_norm_clip, self.microbatch,
+                             batch_axis=(None, 0) + axes,
+                             noise_multiplier=self.noise_multiplier, has_aux=True,
+                             method=self.method)
+            n_train = self._n_train
+            grads, out_values, changes = g(values[:n_train], values[n_train:], keys, *args,
+                                           key=key)
+        except BaseException:
+            for r, v in zip(rngs, saved):
+                r.value = v
+            raise
         for i, stacked in changes.items():
             self._storages[i].reduce(stacked)
         return list(grads), out_values
@@ -141,7 +197,8 @@ class PrivateGradValues(Module):
         return out
 
     def __repr__(self) -> str:
-        return (f"PrivateGradValues({self.f!r}, noise_multiplier={self.noise_multiplier}, "
-                f"l2_norm_clip={self.l2_norm_clip}, microbatch={self.microbatch}, "
-                f"batch_axis={self.batch_axis})")
+        args = arguments_repr(noise_multiplier=self.noise_multiplier,
+                              l2_norm_clip=self.l2_norm_clip, microbatch=self.microbatch,
+                              batch_axis=self.batch_axis)
+        return f"{class_path(self)}(f={function_repr(self.f)}, {args})"
 
