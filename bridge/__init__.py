@@ -34,6 +34,7 @@ from bridge import (
     typing,
     util,
     variable,
+    zoo,
 )
 from bridge.constants import ConvPadding, Interpolate
 from bridge.facades import (
@@ -114,4 +115,5 @@ __all__ = [
     "util",
     "variable",
     "vector_grad",
+    "zoo",
 ]
