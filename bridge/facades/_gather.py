@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from bridge.state import BaseVar, VarCollection
+from bridge.state import BaseVar, Function, Module, VarCollection
 from bridge.state._module import module_vars
 from bridge.state._scope import _SCOPES
 
-__all__ = ["declared_collection", "merge_once", "storages", "differentiated_first", "read",
-           "write", "split_flags"]
+__all__ = ["as_module", "declared_collection", "merge_once", "storages",
+           "differentiated_first", "read", "write", "split_flags"]
 
 # Keyword values that a compiled facade treats as compile-time constants (``training=True``).
 FLAG_TYPES = (bool, str, type(None))
@@ -31,6 +31,17 @@ def merge_once(*collections: Mapping[str, BaseVar]) -> VarCollection:
                 present.add(id(v._storage()))
                 out.update({name: v})
     return out
+
+
+def as_module(f: Any, vc: Optional[VarCollection], facade: str) -> Module:
+    """``f`` itself when it is a module, else ``Function(f, vc)``; a plain function without
+    its collection is an error that shows the call to write."""
+    if isinstance(f, Module):
+        return f
+    if vc is None:
+        raise ValueError(f"{facade} of a plain function needs the VarCollection it uses: "
+                         f"{facade}(f, vc=model.vars()).")
+    return Function(f, vc)
 
 
 def declared_collection(f: Any, vc: Optional[VarCollection]) -> VarCollection:

@@ -6,9 +6,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import jax
 
-from bridge.facades._gather import read, split_flags, storages, write
+from bridge.facades._gather import as_module, read, split_flags, storages, write
 from bridge.pure import changed_entries, functionalize
-from bridge.state import Function, Module, VarCollection
+from bridge.state import Module, VarCollection
 from bridge.state._repr import class_path
 
 __all__ = ["Jit"]
@@ -38,11 +38,7 @@ class Jit(Module):
 
     def __init__(self, f: Callable, vc: Optional[VarCollection] = None,
                  static_argnums: Optional[Sequence[int]] = None):
-        if not isinstance(f, Module):
-            if vc is None:
-                raise ValueError("Jit of a plain function needs the VarCollection it uses: "
-                                 "Jit(f, vc=model.vars()).")
-            f = Function(f, vc)
+        f = as_module(f, vc, "Jit")
         self.__wrapped__ = f
         self.static_argnums = tuple(sorted(static_argnums or ()))
         self.vc = vc if vc is not None else f.vars()

@@ -8,9 +8,16 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 
-from bridge.facades._gather import declared_collection, read, split_flags, storages, write
+from bridge.facades._gather import (
+    as_module,
+    declared_collection,
+    read,
+    split_flags,
+    storages,
+    write,
+)
 from bridge.pure import changed_entries, functionalize
-from bridge.state import Function, Module, VarCollection
+from bridge.state import Module, VarCollection
 from bridge.state._replicate import REPLICAS, local_mesh, not_replicated
 from bridge.state._repr import class_path, function_repr
 
@@ -73,11 +80,7 @@ class Parallel(Module):
     def __init__(self, f: Callable, vc: Optional[VarCollection] = None,
                  reduce: Callable[[jax.Array], Any] = jnp.concatenate,
                  axis_name: str = "device", static_argnums: Optional[Sequence[int]] = None):
-        if not isinstance(f, Module):
-            if vc is None:
-                raise ValueError("Parallel of a plain function needs the VarCollection it uses: "
-                                 "Parallel(f, vc=model.vars()).")
-            f = Function(f, vc)
+        f = as_module(f, vc, "Parallel")
         self.__wrapped__ = f
         self.vc = declared_collection(f, vc)
         self.reduce = reduce

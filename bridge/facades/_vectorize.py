@@ -8,9 +8,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import jax
 
-from bridge.facades._gather import declared_collection, read, storages
+from bridge.facades._gather import as_module, declared_collection, read, storages
 from bridge.pure import changed_entries, functionalize
-from bridge.state import Function, Module, RandomState, VarCollection
+from bridge.state import Module, RandomState, VarCollection
 from bridge.state._repr import class_path
 
 __all__ = ["BatchAxisError", "Vectorize"]
@@ -56,11 +56,7 @@ class Vectorize(Module):
 
     def __init__(self, f: Callable, vc: Optional[VarCollection] = None,
                  batch_axis: Sequence[Optional[int]] = (0,)):
-        if not isinstance(f, Module):
-            if vc is None:
-                raise ValueError("Vectorize of a plain function needs the VarCollection it "
-                                 "uses: Vectorize(f, vc=model.vars()).")
-            f = Function(f, vc)
+        f = as_module(f, vc, "Vectorize")
         self.batch_axis = tuple(batch_axis)
         if all(a is None for a in self.batch_axis):
             raise BatchAxisError(f"Vectorize: batch_axis={self.batch_axis} maps over no "
