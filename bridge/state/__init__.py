@@ -7,7 +7,7 @@ trace scopes they use to bind values to variables (``bridge.state._scope``).
 from bridge.state._collection import VarCollection
 from bridge.state._module import ForceArgs, Function, Module, ModuleList
 from bridge.state._renamer import Renamer
-from bridge.state._scope import UndeclaredVariableError
+from bridge.state._scope import ExpiredValueError, UndeclaredVariableError
 from bridge.state._variables import (
     AssignmentError,
     BaseState,
@@ -22,6 +22,7 @@ from bridge.state._variables import (
 __all__ = [
     "AssignmentError",
     "BaseState",
+    "ExpiredValueError",
     "BaseVar",
     "ForceArgs",
     "Function",

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 
 from bridge.state._renamer import RenameRules, as_rename_function
-from bridge.state._variables import AssignmentError, BaseVar, TrainRef, mismatch
+from bridge.state._access import commit
+from bridge.state._variables import AssignmentError, BaseVar, TrainRef
 
 __all__ = ["VarCollection"]
 
@@ -32,6 +33,11 @@ class VarCollection(dict):
         values = train.tensors()                # list of arrays
         train.assign([v * 0 for v in values])   # all-or-nothing
     """
+
+    def __init__(self, entries: Union[Mapping[str, BaseVar], Iterable[tuple[str, BaseVar]]] = (),
+                 **kwargs: BaseVar):
+        super().__init__()
+        self.update(entries, **kwargs)
 
     # ----- iteration ------------------------------------------------------------------
     def __iter__(self) -> Iterator[BaseVar]:  # type: ignore[override]
@@ -58,6 +64,13 @@ class VarCollection(dict):
                **kwargs: BaseVar) -> None:
         """Add entries; a name already bound to a *different* variable is an error."""
         items = list(dict(other, **kwargs).items())
+        problems = [f"  {k!r}: got {type(v).__name__}, not a variable" for k, v in items
+                    if not isinstance(v, BaseVar)]
+        problems += [f"  {k!r}: a name must be a str, got {type(k).__name__}"
+                     for k, _ in items if not isinstance(k, str)]
+        if problems:
+            raise TypeError("A VarCollection maps names to variables (TrainVar, StateVar, "
+                            "...); nothing was added because:\n" + "\n".join(problems))
         conflicts = [k for k, v in items if k in self and self[k] is not v]
         if conflicts:
             raise ValueError(
@@ -66,8 +79,6 @@ class VarCollection(dict):
                 + ". Rename one side with `vc.rename(...)` before merging."
             )
         for k, v in items:
-            if not isinstance(v, BaseVar):
-                raise TypeError(f"{k!r} is a {type(v).__name__}, not a variable.")
             dict.__setitem__(self, k, v)
 
     def __setitem__(self, name: str, var: BaseVar) -> None:
@@ -128,16 +139,8 @@ class VarCollection(dict):
                 f"got {len(tensors)}. Nothing was assigned."
             )
         names = self.names()
-        problems = []
-        for v, t in zip(variables, tensors):
-            problem = mismatch(v._storage()._value, t)
-            if problem:
-                problems.append(f"  {names[id(v._storage())]}: {problem}")
-        if problems:
-            raise AssignmentError("VarCollection.assign: nothing was assigned because:\n"
-                             + "\n".join(problems))
-        for v, t in zip(variables, tensors):
-            v._storage().assign(t)
+        commit(variables, tensors, owner="VarCollection.assign",
+               names=[names[id(v._storage())] for v in variables])
 
     def replicate(self):
         """A context manager: inside it, every variable holds one copy per device.

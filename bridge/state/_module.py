@@ -33,10 +33,14 @@ class Module:
     """
 
     def __setattr__(self, name: str, value: Any) -> None:
+        # Each variable remembers where it was first attached, for error messages (a
+        # variable in a ModuleList attribute is named by its position).
         if isinstance(value, BaseVar):
-            storage = value._storage()
-            if storage._label is None:  # remembered for error messages
-                storage._label = f"({type(self).__name__}).{name}"
+            _label(value, f"({type(self).__name__}).{name}")
+        elif isinstance(value, ModuleList):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseVar):
+                    _label(item, f"({type(self).__name__}).{name}[{i}]")
         object.__setattr__(self, name, value)
 
     def vars(self, scope: str = "") -> VarCollection:
@@ -62,6 +66,12 @@ class Module:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _label(var: BaseVar, label: str) -> None:
+    storage = var._storage()
+    if storage._label is None:
+        storage._label = label
 
 
 class ModuleList(Module, list):

@@ -14,17 +14,26 @@ truthiness test of an empty list, and a compiled call never enters a scope.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import jax
 
 if TYPE_CHECKING:  # pragma: no cover
     from bridge.state._variables import BaseVar
 
-__all__ = ["UndeclaredVariableError", "Scope", "bind", "active_scopes",
-           "allows_direct_assignment"]
+__all__ = ["UndeclaredVariableError", "ExpiredValueError", "Scope", "bind",
+           "active_scopes", "allows_direct_assignment"]
 
 
 class UndeclaredVariableError(RuntimeError):
     """A variable was read or written inside a transformation that did not declare it."""
+
+
+class ExpiredValueError(RuntimeError):
+    """A variable created while a transformation traced was used after the trace ended.
+
+    Its value was a tracer of that trace; the trace is gone, so the value does not exist.
+    """
 
 
 class Scope:
@@ -41,7 +50,7 @@ class Scope:
         ``TrainVar`` only takes ``assign`` or a ``TrainRef``.
     """
 
-    __slots__ = ("owner", "declared", "strict_reads", "direct_writes")
+    __slots__ = ("owner", "declared", "strict_reads", "direct_writes", "created")
 
     def __init__(self, owner: str, declared: set[int], strict_reads: bool,
                  direct_writes: frozenset[int] = frozenset()):
@@ -49,6 +58,7 @@ class Scope:
         self.declared = declared
         self.strict_reads = strict_reads
         self.direct_writes = direct_writes
+        self.created: list[BaseVar] = []  # variables created while this scope traced
 
 
 # Innermost scope last. Module-level so that the check in ``BaseVar.value`` is one lookup.
@@ -61,9 +71,9 @@ def active_scopes() -> list[Scope]:
 
 
 def _describe(var: BaseVar) -> str:
-    label = getattr(var, "_label", None) or "<unnamed>"
-    value = var._storage()._value
-    return f"{type(var).__name__} {label} (shape {tuple(value.shape)}, {value.dtype})"
+    from bridge.state._variables import describe  # _variables imports this module
+
+    return describe(var)
 
 
 def check_read(var: BaseVar) -> None:
@@ -85,17 +95,29 @@ def check_read(var: BaseVar) -> None:
             )
 
 
+def undeclared_writes(variables: Sequence[BaseVar]) -> list[BaseVar]:
+    """Those of ``variables`` that the innermost scope does not let code assign."""
+    scope = _SCOPES[-1]
+    return [v for v in variables
+            if id(v._storage()) not in scope.declared and not v._storage()._detached]
+
+
+def undeclared_write_message(variables: Sequence[BaseVar]) -> str:
+    owner = _SCOPES[-1].owner
+    if len(variables) == 1:
+        what = f"{_describe(variables[0])} was assigned inside {owner}, which does not declare it."
+    else:
+        what = (f"These variables were assigned inside {owner}, which does not declare them:\n"
+                + "\n".join(f"  {_describe(v)}" for v in variables))
+    return (f"{what} The new value is a tracer that would leak out of the transformation. "
+            "Add the variable to the VarCollection given to it (for example `model.vars() + "
+            "opt.vars()`).")
+
+
 def check_write(var: BaseVar) -> None:
     """Raise if ``var`` may not be written in the current (innermost) scope."""
-    scope = _SCOPES[-1]
-    storage = var._storage()
-    if id(storage) not in scope.declared and not storage._detached:
-        raise UndeclaredVariableError(
-            f"{_describe(var)} was assigned inside {scope.owner}, which does not declare it. "
-            "The new value is a tracer that would leak out of the transformation. Add the "
-            "variable to the VarCollection given to it (for example `model.vars() + "
-            "opt.vars()`)."
-        )
+    if undeclared_writes([var]):
+        raise UndeclaredVariableError(undeclared_write_message([var]))
 
 
 def allows_direct_assignment(var: BaseVar) -> bool:
@@ -108,6 +130,53 @@ def register_new(var: BaseVar) -> None:
     """Variables created while tracing belong to the innermost scope."""
     if _SCOPES:
         _SCOPES[-1].declared.add(id(var))
+        _SCOPES[-1].created.append(var)
+
+
+class _Expired:
+    """What a variable created during a trace holds once the trace is over, in place of
+    the tracer: it keeps the shape and dtype (so the variable still prints and can be
+    assigned a real value) and raises ``ExpiredValueError`` on any other use."""
+
+    __slots__ = ("shape", "dtype", "ndim", "label", "owner")
+
+    def __init__(self, tracer: Any, label: str, owner: str):
+        self.shape, self.dtype, self.ndim = tracer.shape, tracer.dtype, tracer.ndim
+        self.label, self.owner = label, owner
+
+    def _fail(self, *args: Any, **kwargs: Any) -> Any:
+        raise ExpiredValueError(
+            f"{self.label} was created inside {self.owner} while it traced, so it held a "
+            "traced value, which no longer exists now that the trace is over. Create "
+            "variables outside transformations (in the module's __init__, before the first "
+            "call), or assign the variable a concrete value before using it.")
+
+    def __getattr__(self, name: str) -> Any:
+        self._fail()
+
+    def __repr__(self) -> str:
+        return f"<expired tracer {self.dtype}{list(self.shape)} from {self.owner}>"
+
+
+for _name in ["__jax_array__", "__array__", "__bool__", "__float__", "__int__", "__index__",
+              "__len__", "__iter__", "__getitem__", "__neg__", "__pos__", "__abs__",
+              "__invert__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__"] + [
+        f"__{r}{op}__" for op in ["add", "sub", "mul", "truediv", "floordiv", "mod", "pow",
+                                  "matmul", "and", "or", "xor", "lshift", "rshift"]
+        for r in ("", "r")]:
+    setattr(_Expired, _name, _Expired._fail)
+_Expired.__hash__ = object.__hash__  # type: ignore[assignment]
+jax.tree_util.register_pytree_node(
+    _Expired, lambda e: e._fail(), lambda aux, leaves: None)  # type: ignore[arg-type]
+
+
+def _expire_created(scope: Scope) -> None:
+    """Replace the tracers held by variables created in ``scope`` (see ``_Expired``)."""
+    for var in scope.created:
+        value = getattr(var, "_value", None)  # a TrainRef holds no value of its own
+        if isinstance(value, jax.core.Tracer):
+            label = var._label or f"a {type(var).__name__}"
+            var._value = _Expired(value, f"{type(var).__name__} {label}", scope.owner)
 
 
 @contextlib.contextmanager
@@ -129,6 +198,8 @@ def bind(
     try:
         yield
     finally:
-        _SCOPES.pop()
+        scope = _SCOPES.pop()
+        if scope.created:
+            _expire_created(scope)
         for var, value in zip(storages, originals):
             var._value = value

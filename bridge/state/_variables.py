@@ -31,6 +31,10 @@ from bridge.state._scope import _SCOPES
 
 __all__ = [
     "AssignmentError",
+    "describe",
+    "dtype_of",
+    "mismatch",
+    "prepare",
     "BaseVar",
     "BaseState",
     "TrainVar",
@@ -61,10 +65,55 @@ def _as_array(x: Any, like: Optional[Array] = None) -> Array:
         lossy = (isinstance(x, complex) and kind != "c") or (
             isinstance(x, float) and kind in "biu")
         if lossy:
-            raise ValueError(f"Cannot assign the Python {type(x).__name__} {x!r} to a "
-                             f"variable of dtype {like.dtype}.")
+            raise ValueError(f"the Python {type(x).__name__} {x!r} does not fit dtype "
+                             f"{like.dtype}")
         return jnp.asarray(x, dtype=like.dtype)
     return jnp.asarray(x)
+
+
+def describe(var: BaseVar) -> str:
+    """``TrainVar (Linear).w (shape (2, 3), float32)``: how errors name a variable."""
+    storage = var._storage()
+    label = storage._label or "<unnamed: not yet listed by any module's vars()>"
+    value = storage._value
+    return (f"{type(var).__name__} {label} (shape {tuple(np.shape(value))}, "
+            f"{getattr(value, 'dtype', '?')})")
+
+
+def prepare(var: BaseVar, tensor: Any, check: bool = True) -> tuple[BaseVar, Any, str]:
+    """Everything a write of ``tensor`` to ``var`` needs checked, without writing:
+    ``(storage variable, value as stored, problem or '')``.
+
+    A value must be an array (or a Python scalar, which takes the variable's dtype) of the
+    variable's shape and exact dtype (``mismatch``); with ``check=False`` only its kind is
+    checked (``Vectorize`` reductions, as in Objax). Outside every transformation a traced
+    value is refused: it would be a tracer leaking out of its trace.
+    """
+    storage = var._storage()
+    current = storage._value
+    if isinstance(tensor, BaseVar):
+        tensor = tensor.value
+    if isinstance(tensor, jax.core.Tracer) and not _SCOPES:
+        return storage, tensor, (
+            "the value is a JAX tracer but no bridge transformation is tracing, so the "
+            "variable would keep it after the trace ends. Under jax.jit/grad/vmap/eval_shape "
+            "go through bridge.Jit/GradValues/Vectorize or bridge.pure.functionalize, which "
+            "hand the variables traced values and take the new ones back")
+    # An array is checked as it comes (NumPy's float64 is not float32); Python scalars and
+    # lists are converted as JAX converts them, then checked.
+    if check and _is_array(tensor):
+        problem = mismatch(current, tensor)
+        if problem:
+            return storage, tensor, problem
+    try:
+        value = _as_array(tensor, like=current)
+    except (TypeError, ValueError) as e:
+        return storage, tensor, f"expected an array, got {type(tensor).__name__} ({e})"
+    return storage, value, mismatch(current, value) if check else ""
+
+
+def _is_array(x: Any) -> bool:
+    return hasattr(x, "shape") and hasattr(x, "dtype")
 
 
 class AssignmentError(ValueError, AssertionError):
@@ -136,15 +185,13 @@ class BaseVar:
         Raises:
           AssignmentError: the shape or dtype differs (nothing is assigned).
         """
-        storage = self._storage()
-        tensor = _as_array(tensor, like=storage._value)
-        if check:
-            problem = mismatch(storage._value, tensor)
-            if problem:
-                raise AssignmentError(f"Cannot assign to {type(self).__name__}: {problem}.")
+        storage, value, problem = prepare(self, tensor, check)
+        if problem:
+            raise AssignmentError(f"Cannot assign to {describe(self)}: {problem}. Nothing "
+                                  "was assigned.")
         if _SCOPES:
             _scope.check_write(self)
-        storage._value = tensor
+        storage._value = value
 
     def reduce(self, tensors: Array) -> None:
         """Set the value from per-example values stacked on axis 0 (used by ``Vectorize``).
@@ -292,12 +339,26 @@ def _register_pytree(cls: type) -> None:
 _register_pytree(BaseVar)
 
 
+def dtype_of(x: Any) -> Any:
+    """The dtype a value brings with it: an array's own (NumPy's included, not cast), or
+    JAX's for Python scalars and lists."""
+    dtype = getattr(x, "dtype", None)
+    return dtype if dtype is not None else jnp.result_type(x)
+
+
 def mismatch(current: Any, new: Any) -> str:
-    """Describe how ``new`` differs from ``current`` in shape or dtype ('' if it fits)."""
+    """Describe how ``new`` differs from ``current`` in shape or dtype ('' if it fits).
+
+    The library's one rule for every write (assignments, optimizer steps, converters,
+    checkpoint restores): an array must have the variable's exact dtype. NumPy arrays are
+    compared by their own dtype, so a float64 NumPy array does not fit a float32 variable
+    even where JAX would cast it silently; cast it with ``.astype`` first. Python scalars
+    are weakly typed and take the variable's dtype (see ``BaseVar.assign``).
+    """
     cur_shape, new_shape = tuple(np.shape(current)), tuple(np.shape(new))
     if cur_shape != new_shape:
         return f"expected shape {cur_shape}, got {new_shape}"
-    cur_dtype, new_dtype = jnp.result_type(current), jnp.result_type(new)
+    cur_dtype, new_dtype = dtype_of(current), dtype_of(new)
     if cur_dtype != new_dtype:
         return f"expected dtype {cur_dtype}, got {new_dtype}"
     return ""

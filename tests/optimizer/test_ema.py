@@ -101,8 +101,9 @@ def test_ema_module_runs_the_module_with_averaged_variables(debias):
     model = Affine()
     ema_model = bridge.optimizer.ExponentialMovingAverageModule(model, momentum=0.9,
                                                                debias=debias, eps=1e-3)
-    history = [(np.array([1.0, -2.0]), np.array([0.5, 0.5])),
-               (np.array([3.0, 0.0]), np.array([-1.0, 2.0]))]
+    f32 = np.float32
+    history = [(np.array([1.0, -2.0], f32), np.array([0.5, 0.5], f32)),
+               (np.array([3.0, 0.0], f32), np.array([-1.0, 2.0], f32))]
     w_avg, s_avg = np.zeros(2), np.zeros(2)
     for w, s in history:
         model.w.assign(w)

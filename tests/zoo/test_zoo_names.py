@@ -31,20 +31,18 @@ def describe_abstractly(case, build):
     """``describe(build(case))`` without computing any weight.
 
     The model is built inside ``jax.eval_shape``, so initializers only trace (ResNet200 and
-    VGG19 hold 60M and 140M weights). Building draws keys from the default generator, whose
-    key becomes a tracer while tracing: it is put back afterwards.
+    VGG19 hold 60M and 140M weights). Building draws keys from the default generator, so
+    the build is a pure function of the generator's key (``bridge.pure.functionalize``):
+    the key is traced and the generator is left as it was.
     """
     found = []
-    key = DEFAULT_GENERATOR.key.value
 
     def trace():
         found.extend(describe(build(case)))
         return 0
 
-    try:
-        jax.eval_shape(trace)
-    finally:
-        DEFAULT_GENERATOR.key.assign(key)
+    pure = bridge.pure.functionalize(trace, [DEFAULT_GENERATOR.key])
+    jax.eval_shape(pure, [DEFAULT_GENERATOR.key.value])
     return found
 
 
