@@ -75,13 +75,11 @@ def write_changes(variables: Sequence[BaseVar], changes: Mapping[int, Any]) -> N
     the writes still go through the enclosing scope's declaration check.
     """
     if _SCOPES:
-        for i, value in changes.items():
-            _scope.check_write(variables[i])
-        for i, value in changes.items():
-            variables[i]._value = value
-    else:
-        for i, value in changes.items():
-            variables[i]._value = value
+        undeclared = _scope.undeclared_writes([variables[i] for i in changes])
+        if undeclared:
+            raise UndeclaredVariableError(_scope.undeclared_write_message(undeclared))
+    for i, value in changes.items():
+        variables[i]._value = value
 
 
 def commit(variables: Sequence[BaseVar], values: Sequence[Any], *, owner: str,

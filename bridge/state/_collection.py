@@ -7,8 +7,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence, Union
 import jax
 import numpy as np
 
-from bridge.state._renamer import RenameRules, as_rename_function
 from bridge.state._access import commit
+from bridge.state._renamer import RenameRules, as_rename_function
 from bridge.state._variables import AssignmentError, BaseVar, TrainRef
 
 __all__ = ["VarCollection"]
