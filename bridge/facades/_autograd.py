@@ -26,6 +26,7 @@ from bridge import pure
 from bridge.facades._differentiate import Differentiate
 from bridge.facades._gather import merge_once
 from bridge.state import BaseVar, Module, VarCollection
+from bridge.state._access import storage_of
 from bridge.state._collection import as_collection
 from bridge.state._module import module_vars
 
@@ -55,7 +56,7 @@ class _Layout:
             raise TypeError(f"grad_vars must hold bridge variables; entries {bad} do not.")
 
     def arrange(self, per_storage: Sequence[Any], position: dict[int, int]) -> Any:
-        items = [per_storage[position[id(v._storage())]] for v in self.variables]
+        items = [per_storage[position[id(storage_of(v))]] for v in self.variables]
         if self.kind == "single":
             return items[0]
         if self.kind == "dict":

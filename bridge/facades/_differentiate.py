@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from bridge.facades._gather import differentiated_first, read, write
+from bridge.facades._gather import differentiated_first, read, write_changes
 from bridge.pure import changed_entries, functionalize
 from bridge.state import BaseVar
 
@@ -45,6 +45,7 @@ class Differentiate:
                  direct_writes: Sequence[BaseVar] = ()):
         self.storages, self.n_diff = differentiated_first(diff_vars, other_vars)
         self.argnums = tuple(argnums)
+        self.owner = owner
         pure = functionalize(func, self.storages, strict_reads=False, owner=owner,
                              direct_writes=direct_writes)
         nums = self.argnums
@@ -62,10 +63,15 @@ class Differentiate:
         self._transformed = transform(fn, argnums=0, has_aux=True, return_value=True)
 
     def __call__(self, *args: Any, **kwargs: Any) -> tuple[Any, Any, Any]:
+        if self.argnums and len(args) <= max(self.argnums):
+            raise TypeError(
+                f"{self.owner}: differentiating positional arguments {self.argnums} "
+                f"(input_argnums/argnums) but the call has {len(args)} positional "
+                f"argument{'s' * (len(args) != 1)}.")
         values = read(self.storages)
         n = self.n_diff
         d = (tuple(values[:n]), tuple(args[i] for i in self.argnums))
         result, value, (aux, changes) = self._transformed(d, values[n:], args, kwargs)
-        write(self.storages, changes)
+        write_changes(self.storages, changes)
         return result, value, aux
 

@@ -1,21 +1,22 @@
-"""What every facade does around its pure function: gather values, write changes back.
+"""What every facade works out around its pure function: which variables it declares,
+in which order, and which keyword arguments are compile-time flags.
 
-Both helpers are on the hot path of a compiled call, so they do the least possible work
-when no transformation is tracing (one truthiness test, then plain attribute access);
-inside a trace they go through the checked accessors so that undeclared variables are
-reported by the enclosing scope.
+Reading the values and writing the changes back are the state layer's
+(``bridge.state._access.read``/``write_changes``, re-exported here): they cost one
+truthiness test per call when nothing is tracing.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional
 
 from bridge.state import BaseVar, Function, Module, VarCollection
+from bridge.state._access import read, storage_of, storages, write_changes
+from bridge.state._collection import as_collection
 from bridge.state._module import module_vars
-from bridge.state._scope import _SCOPES
 
 __all__ = ["as_module", "declared_collection", "merge_once", "storages",
-           "differentiated_first", "read", "write", "split_flags"]
+           "differentiated_first", "read", "write_changes", "split_flags"]
 
 # Keyword values that a compiled facade treats as compile-time constants (``training=True``).
 FLAG_TYPES = (bool, str, type(None))
@@ -27,8 +28,9 @@ def merge_once(*collections: Mapping[str, BaseVar]) -> VarCollection:
     present: set[int] = set()
     for collection in collections:
         for name, v in collection.items():
-            if id(v._storage()) not in present:
-                present.add(id(v._storage()))
+            key = id(storage_of(v))
+            if key not in present:
+                present.add(key)
                 out.update({name: v})
     return out
 
@@ -41,17 +43,12 @@ def as_module(f: Any, vc: Optional[VarCollection], facade: str) -> Module:
     if vc is None:
         raise ValueError(f"{facade} of a plain function needs the VarCollection it uses: "
                          f"{facade}(f, vc=model.vars()).")
-    return Function(f, vc)
+    return Function(f, as_collection(vc, f"{facade}: vc"))
 
 
 def declared_collection(f: Any, vc: Optional[VarCollection]) -> VarCollection:
     """``vc`` together with the variables of ``f`` when it is a module or a module's method."""
-    return merge_once(vc or {}, module_vars(f))
-
-
-def storages(vc: VarCollection) -> list[BaseVar]:
-    """The variables that hold arrays, in the collection's iteration order."""
-    return [v._storage() for v in vc]
+    return merge_once(as_collection(vc), module_vars(f))
 
 
 def differentiated_first(diff_vars: Iterable[BaseVar],
@@ -66,7 +63,7 @@ def differentiated_first(diff_vars: Iterable[BaseVar],
 
     def add(group: Iterable[BaseVar]) -> None:
         for v in group:
-            storage = v._storage()
+            storage = storage_of(v)
             if id(storage) not in seen:
                 seen.add(id(storage))
                 ordered.append(storage)
@@ -75,21 +72,6 @@ def differentiated_first(diff_vars: Iterable[BaseVar],
     n = len(ordered)
     add(other_vars)
     return ordered, n
-
-
-def read(variables: Sequence[BaseVar]) -> list:
-    if _SCOPES:
-        return [v.value for v in variables]
-    return [v._value for v in variables]
-
-
-def write(variables: Sequence[BaseVar], changes: dict[int, Any]) -> None:
-    if _SCOPES:
-        for i, value in changes.items():
-            variables[i].assign(value, check=False)
-    else:
-        for i, value in changes.items():
-            variables[i]._value = value
 
 
 def split_flags(kwargs: dict) -> tuple[tuple, dict]:

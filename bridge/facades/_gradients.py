@@ -9,6 +9,7 @@ from bridge import pure
 from bridge.facades._differentiate import Differentiate
 from bridge.facades._gather import declared_collection
 from bridge.state import Module, TrainVar, VarCollection
+from bridge.state._collection import as_collection
 from bridge.state._repr import class_path, function_repr
 from bridge.typing import JaxArray
 
@@ -49,7 +50,7 @@ class _ObjaxDifferentiation(Module):
             raise TypeError(f"input_argnums must be a tuple of argument indices, got "
                             f"{input_argnums!r}.")
         self.f = f
-        self.vc = variables = VarCollection(variables or {})
+        self.vc = variables = as_collection(variables, f"{type(self).__name__}: variables")
         self.input_argnums = tuple(input_argnums or ())
         self._engine = Differentiate(
             f, type(self)._transform, list(variables.subset(TrainVar)), self.input_argnums,

@@ -6,9 +6,10 @@ from typing import Any, Callable, Optional, Sequence
 
 import jax
 
-from bridge.facades._gather import as_module, read, split_flags, storages, write
+from bridge.facades._gather import as_module, read, split_flags, storages, write_changes
 from bridge.pure import changed_entries, functionalize
 from bridge.state import Module, VarCollection
+from bridge.state._collection import as_collection
 from bridge.state._repr import class_path
 
 __all__ = ["Jit"]
@@ -41,7 +42,7 @@ class Jit(Module):
         f = as_module(f, vc, "Jit")
         self.__wrapped__ = f
         self.static_argnums = tuple(sorted(static_argnums or ()))
-        self.vc = vc if vc is not None else f.vars()
+        self.vc = as_collection(vc, "Jit: vc") if vc is not None else f.vars()
         self._storages = storages(self.vc)
         pure = functionalize(f, self._storages, owner=f"Jit({f!r})")
 
@@ -55,7 +56,7 @@ class Jit(Module):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         flags, kwargs = split_flags(kwargs) if kwargs else ((), kwargs)
         output, changes = self._call(read(self._storages), flags, *args, **kwargs)
-        write(self._storages, changes)
+        write_changes(self._storages, changes)
         return output
 
     def __repr__(self) -> str:

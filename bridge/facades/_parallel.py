@@ -14,7 +14,7 @@ from bridge.facades._gather import (
     read,
     split_flags,
     storages,
-    write,
+    write_changes,
 )
 from bridge.pure import changed_entries, functionalize
 from bridge.state import Module, VarCollection
@@ -177,7 +177,7 @@ class Parallel(Module):
             self._check_replicated()
         flags, kwargs = split_flags(kwargs) if kwargs else ((), kwargs)
         output, changes = self._call(read(self._storages), flags, *args, **kwargs)
-        write(self._storages, changes)
+        write_changes(self._storages, changes)
         return output
 
     def __repr__(self) -> str:

@@ -11,6 +11,7 @@ import jax
 from bridge.facades._gather import as_module, declared_collection, read, storages
 from bridge.pure import changed_entries, functionalize
 from bridge.state import Module, RandomState, VarCollection
+from bridge.state._access import commit, split_key
 from bridge.state._repr import class_path
 
 __all__ = ["BatchAxisError", "Vectorize"]
@@ -80,27 +81,52 @@ class Vectorize(Module):
         output, new_values = self._pure(values, *args, **kwargs)
         return output, changed_entries(values, new_values)
 
+    def _batch_first(self, args: tuple) -> tuple:
+        """``args`` with each mapped argument's batch axis moved to the front.
+
+        Mapping over a leading axis computes each example exactly as the unbatched code
+        would (mapping over an inner axis lets XLA reorder sums, e.g. in a matrix product,
+        and round differently).
+        """
+        problems = []
+        for position, (x, axis) in enumerate(zip(args, self.batch_axis)):
+            if axis is None:
+                continue
+            for leaf in jax.tree_util.tree_leaves(x):
+                shape = jax.numpy.shape(leaf)
+                if not -len(shape) <= axis < len(shape):
+                    problems.append(f"  argument {position}: batch_axis {axis} is out of range "
+                                    f"for its shape {shape}")
+                    break
+        if problems:
+            raise BatchAxisError(f"Vectorize(batch_axis={self.batch_axis}):\n"
+                                 + "\n".join(problems))
+        return tuple(x if a in (None, 0) else jax.tree_util.tree_map(
+            lambda leaf, a=a: jax.numpy.moveaxis(leaf, a, 0), x)
+            for x, a in zip(args, self.batch_axis))
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if len(args) != len(self.batch_axis):
             raise BatchAxisError(f"Vectorize: got {len(args)} positional arguments but "
                                  f"batch_axis has {len(self.batch_axis)} entries.")
-        # The batch axis goes first before mapping: vmap over a leading axis computes each
-        # example exactly as the unbatched code would (mapping over an inner axis lets XLA
-        # reorder sums, e.g. in a matrix product, and round differently).
-        args = tuple(x if a in (None, 0) else jax.tree_util.tree_map(
-            lambda leaf, a=a: jax.numpy.moveaxis(leaf, a, 0), x)
-            for x, a in zip(args, self.batch_axis))
+        args = self._batch_first(args)
         in_axes = tuple(None if a is None else 0 for a in self.batch_axis)
         n = jax.numpy.shape(jax.tree_util.tree_leaves(args[in_axes.index(0)])[0])[0]
         values = read(self._storages)
-        keys = [self._storages[i].split(n) for i in self._random]
+        # Keys are drawn without advancing the RandomStates: the next keys are committed
+        # with the reductions, so a call that raises leaves every variable as it was.
+        drawn = [split_key(values[i], n) for i in self._random]
         mapped = jax.vmap(functools.partial(self._one_example, kwargs),
                           in_axes=(None, 0) + in_axes)
-        output, changes = mapped(values, keys, *args)
-        random = set(self._random)  # already advanced by split above
+        output, changes = mapped(values, [keys for _, keys in drawn], *args)
+        random = set(self._random)
+        targets, new_values = [self._storages[i] for i in self._random], [k for k, _ in drawn]
         for i, stacked in changes.items():
-            if i not in random:
-                self._storages[i].reduce(stacked)
+            value = None if i in random else self._storages[i].reduced(stacked)
+            if value is not None:
+                targets.append(self._storages[i])
+                new_values.append(value)
+        commit(targets, new_values, owner=f"Vectorize({self.__wrapped__!r}) reductions")
         return output
 
     def __repr__(self) -> str:

@@ -18,6 +18,8 @@ from bridge.state import (
     TrainVar,
     VarCollection,
 )
+from bridge.state._access import commit, storage_of
+from bridge.state._collection import as_collection
 from bridge.state._repr import arguments_repr, class_path
 
 __all__ = ["ExponentialMovingAverage", "ExponentialMovingAverageModule"]
@@ -56,9 +58,10 @@ class ExponentialMovingAverage(Module):
                  eps: float = 1e-6):
         self.momentum, self.debias, self.eps = momentum, debias, eps
         self.step = StateVar(jnp.zeros([], jnp.uint32), reduce=_first)
-        tracked = [v for v in vc if not isinstance(v, RandomState)]
-        trainable = [v._storage() for v in tracked if isinstance(v._storage(), TrainVar)]
-        others = [v for v in tracked if not isinstance(v._storage(), TrainVar)]
+        tracked = [v for v in as_collection(vc, "ExponentialMovingAverage: vc")
+                   if not isinstance(v, RandomState)]
+        trainable = [storage_of(v) for v in tracked if isinstance(storage_of(v), TrainVar)]
+        others = [v for v in tracked if not isinstance(storage_of(v), TrainVar)]
         self.refs = ModuleList(others + [TrainRef(v) for v in trainable])
         self.m = ModuleList(StateVar(jnp.zeros_like(r.value)) for r in self.refs)
 
@@ -67,9 +70,9 @@ class ExponentialMovingAverage(Module):
         state = optax.EmaState(count=self.step.value, ema=[m.value for m in self.m])
         _, state = optax.ema(self.momentum, debias=False).update(
             [r.value for r in self.refs], state)
-        self.step.value = state.count
-        for m, average in zip(self.m, state.ema):
-            m.value = average.astype(m.value.dtype)
+        commit([self.step, *self.m],
+               [state.count] + [a.astype(m.value.dtype) for m, a in zip(self.m, state.ema)],
+               owner=type(self).__name__)
 
     def refs_and_values(self) -> tuple[VarCollection, list[jax.Array]]:
         """The averaged variables and their averages (debiased if requested).

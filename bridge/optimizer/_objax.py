@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bridge.optimizer._optax import checked_gradients, trainable, write_all
+from bridge.optimizer._optax import checked_gradients, trainable
 from bridge.optimizer._transforms import scale_by_objax_adam, scale_by_objax_trust_ratio
 from bridge.state import Module, ModuleList, StateVar, TrainRef, VarCollection
+from bridge.state._access import commit
 from bridge.state._repr import arguments_repr, class_path
 
 __all__ = ["SGD", "Momentum", "Adam", "LARS"]
@@ -61,7 +62,7 @@ class _ObjaxOptimizer(Module):
         state = self._transform(1.0).init([r.value for r in self.train_vars])
         self._treedef = jax.tree_util.tree_structure(state)
         # The StateVars must hold exactly what the transformation's init gives.
-        write_all(type(self).__name__, self._state_vars(), jax.tree_util.tree_leaves(state))
+        commit(self._state_vars(), jax.tree_util.tree_leaves(state), owner=type(self).__name__)
 
     def _step(self, lr: Any, grads: Sequence[Any], **hyper: Any) -> None:
         """One update; ``hyper`` entries that are ``None`` keep the constructor's value."""
@@ -71,8 +72,9 @@ class _ObjaxOptimizer(Module):
         tx = self._transform(lr, **{k: v for k, v in hyper.items() if v is not None})
         state = self._treedef.unflatten([v.value for v in state_vars])
         updates, new_state = tx.update(grads, state, params)
-        write_all(type(self).__name__, list(self.train_vars) + state_vars,
-                  optax.apply_updates(params, updates) + jax.tree_util.tree_leaves(new_state))
+        commit(list(self.train_vars) + state_vars,
+               optax.apply_updates(params, updates) + jax.tree_util.tree_leaves(new_state),
+               owner=type(self).__name__)
 
 
 class SGD(_ObjaxOptimizer):

@@ -10,14 +10,16 @@ import jax.numpy as jnp
 import optax
 
 from bridge.state import Module, ModuleList, StateVar, TrainRef, TrainVar, VarCollection
+from bridge.state._access import commit
+from bridge.state._collection import as_collection
 
-__all__ = ["Optax", "checked_gradients", "trainable", "write_all"]
+__all__ = ["Optax", "checked_gradients", "trainable"]
 
 
 def trainable(vc: VarCollection) -> tuple[list[TrainVar], list[str]]:
     """The ``TrainVar``s of ``vc`` (each once, in ``vc.subset(TrainVar)`` order: the order
     ``GradValues(loss, vc)`` returns gradients in) and their names."""
-    train = vc.subset(TrainVar)
+    train = as_collection(vc, "optimizer: vc").subset(TrainVar)
     names = train.names()
     variables = list(train)
     return variables, [names[id(v)] for v in variables]
@@ -54,21 +56,6 @@ def checked_gradients(owner: str, names: Sequence[str], params: Sequence[jax.Arr
     return out
 
 
-def write_all(owner: str, variables: Sequence[Any], values: Sequence[Any]) -> None:
-    """Assign ``values`` to ``variables`` after checking every shape and dtype, so that a
-    step either writes all of its results or raises and writes none."""
-    problems = [f"  {type(var).__name__} #{i}: expected {jnp.shape(var.value)} "
-                f"{jnp.result_type(var.value)}, got {jnp.shape(new)} {jnp.result_type(new)}"
-                for i, (var, new) in enumerate(zip(variables, values))
-                if jnp.shape(var.value) != jnp.shape(new)
-                or jnp.result_type(var.value) != jnp.result_type(new)]
-    if problems:
-        raise ValueError(f"{owner}: the update does not fit the variables, nothing was "
-                         "written:\n" + "\n".join(problems))
-    for var, new in zip(variables, values):
-        var.value = new
-
-
 class Optax(Module):
     """Apply an ``optax.GradientTransformation`` to the ``TrainVar``s of a collection.
 
@@ -97,7 +84,7 @@ class Optax(Module):
     def _params(self) -> list[jax.Array]:
         return [ref.value for ref in self.refs]
 
-    def __call__(self, grads: Sequence[jax.Array], **extra_args: Any) -> None:
+    def __call__(self, grads: Sequence[jax.Array], *extra: Any, **extra_args: Any) -> None:
         """Update the variables from ``grads`` (one per ``TrainVar``, in order).
 
         ``extra_args`` go to ``tx.update`` (for transformations that take them, such as
@@ -105,11 +92,21 @@ class Optax(Module):
 
         Raises:
           ValueError: wrong number, shapes or dtypes of gradients (nothing is updated).
+          TypeError: called Objax-style, ``opt(lr, grads)``.
         """
+        if extra:
+            raise TypeError(
+                f"{type(self).__name__} is called as opt(grads): the learning rate is part of "
+                "the optax transformation (optax.adam(1e-3)). To change it during training, "
+                "build the transformation with optax.inject_hyperparams, or use an Objax-style "
+                "optimizer (bridge.optimizer.Adam), which is called opt(lr, grads).")
         params = self._params()
         grads = checked_gradients(type(self).__name__, self._names, params, grads)
         state = self._treedef.unflatten([s.value for s in self.state])
         updates, new_state = self.tx.update(grads, state, params, **extra_args)
-        write_all(type(self).__name__, list(self.refs) + list(self.state),
-                  optax.apply_updates(params, updates) + jax.tree_util.tree_leaves(new_state))
+        # One commit: a new state that does not fit (or an undeclared variable under a
+        # transformation) leaves both the parameters and the state as they were.
+        commit(list(self.refs) + list(self.state),
+               optax.apply_updates(params, updates) + jax.tree_util.tree_leaves(new_state),
+               owner=type(self).__name__)
 

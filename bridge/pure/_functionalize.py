@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Sequence
 
-from bridge.state._scope import bind
+from bridge.state._access import bind, current
+from bridge.state._access import storages as storages_of
 
 __all__ = ["functionalize", "changed_entries"]
 
@@ -46,8 +47,8 @@ def functionalize(
         loss = lambda values, x: (apply(values, x)[0] ** 2).mean()
         grads = jax.jit(jax.grad(loss))(vc.tensors(), x)    # list, like vc.tensors()
     """
-    storages = [v._storage() for v in variables]
-    direct = [v._storage() for v in direct_writes]
+    storages = storages_of(variables)
+    direct = storages_of(direct_writes)
     label = owner or f"bridge.pure.functionalize({getattr(f, '__qualname__', f)!r})"
 
     def pure(values: Sequence[Any], *args: Any, **kwargs: Any) -> tuple[Any, list]:
@@ -56,7 +57,7 @@ def functionalize(
                              f"got {len(values)}.")
         with bind(storages, values, label, strict_reads, direct):
             output = f(*args, **kwargs)
-            new_values = [v._value for v in storages]
+            new_values = [current(v) for v in storages]
         return output, new_values
 
     return pure

@@ -31,15 +31,19 @@ def package(grads: Any, value: Any, aux: Any, return_value: bool, has_aux: bool)
     return out if len(out) > 1 else grads
 
 
-def _require_scalar(value: Any) -> None:
+_HAS_AUX_ADVICE = ("Reduce it (`.mean()`, `.sum()`), return `(loss, aux)` with "
+                   "`has_aux=True`, or use `vector_grad`/`jacobian` for non-scalar outputs.")
+_OBJAX_ADVICE = ("Reduce it (`.mean()`, `.sum()`), or return a tuple whose first element is "
+                 "the scalar loss (`return loss, extra`): the other elements are returned "
+                 "as values, not differentiated. For non-scalar outputs use `Jacobian`.")
+
+
+def _require_scalar(value: Any, advice: str = _HAS_AUX_ADVICE) -> None:
     shape = jnp.shape(value) if hasattr(value, "shape") or jnp.isscalar(value) else None
     if shape != ():
         what = f"shape {shape}" if shape is not None else f"a {type(value).__name__}"
-        raise TypeError(
-            f"Gradients need a scalar output, but the function returned {what}. Reduce it "
-            "(`.mean()`, `.sum()`), return `(loss, aux)` with `has_aux=True`, or use "
-            "`vector_grad`/`jacobian` for non-scalar outputs."
-        )
+        raise TypeError(f"Gradients need a scalar output, but the function returned {what}. "
+                        + advice)
 
 
 def _split_aux(output: Any, has_aux: bool) -> tuple[Any, Any]:
@@ -97,6 +101,7 @@ def split_loss(output: Any) -> tuple[Any, list]:
     values = list(output) if isinstance(output, (tuple, list)) else [output]
     if not values:
         raise TypeError("The loss function returned an empty sequence: nothing to differentiate.")
+    _require_scalar(values[0], _OBJAX_ADVICE)
     return values[0], values
 
 

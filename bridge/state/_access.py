@@ -16,6 +16,9 @@ storage, its raw value or the scope stack themselves; they use this small API:
     **the one write path** for everything else: check every new value first (kind,
     shape, dtype, and that the enclosing transformation declares the variable), then
     assign them all, or raise one error that lists every problem and assign none;
+``bind``
+    hand variables traced values for the length of a trace, inside a scope that checks
+    every read and write (what ``bridge.pure.functionalize`` is built on);
 ``split_key``
     what ``RandomState.split`` computes, without assigning, so that a key advances only
     when the call that drew from it succeeds.
@@ -28,11 +31,11 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import jax
 
 from bridge.state import _scope
-from bridge.state._scope import _SCOPES, UndeclaredVariableError
+from bridge.state._scope import _SCOPES, UndeclaredVariableError, bind
 from bridge.state._variables import AssignmentError, BaseVar, describe, prepare
 
 __all__ = ["storage_of", "storages", "current", "tracing", "read", "write_changes",
-           "commit", "split_key"]
+           "commit", "bind", "split_key"]
 
 Array = jax.Array
 

@@ -178,14 +178,23 @@ class VarCollection(dict):
 
 
 def as_collection(variables: Any, what: str = "variables") -> VarCollection:
-    """Accept a collection, a mapping of variables, a variable, or a sequence of them."""
+    """Accept a collection, a mapping of variables, a variable, or a sequence of them.
+
+    ``None`` is an empty collection. A module is refused with the call to write instead
+    (``model.vars()``), since passing the model itself is the usual slip.
+    """
     if isinstance(variables, VarCollection):
         return variables
+    if variables is None:
+        return VarCollection()
+    if callable(getattr(variables, "vars", None)) and not isinstance(variables, Mapping):
+        raise TypeError(f"{what}: expected a VarCollection, got the {type(variables).__name__} "
+                        "module itself; pass its variables: `model.vars()`.")
     if isinstance(variables, BaseVar):
         return VarCollection({"[0]": variables})
     if isinstance(variables, Mapping):
         return VarCollection(variables)
-    if isinstance(variables, Iterable):
+    if isinstance(variables, Iterable) and not isinstance(variables, (str, bytes)):
         return VarCollection((f"[{i}]", v) for i, v in enumerate(variables))
     raise TypeError(f"{what}: expected a VarCollection, a variable, or a sequence or dict of "
                     f"variables, got {type(variables).__name__}.")

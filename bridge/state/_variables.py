@@ -193,14 +193,22 @@ class BaseVar:
             _scope.check_write(self)
         storage._value = value
 
+    def reduced(self, tensors: Array) -> Optional[Array]:
+        """What ``reduce(tensors)`` would assign, without assigning: the variable's
+        ``reduce`` function applied to ``tensors``, or ``None`` when it has none (then the
+        variable keeps its value). Facades compute every reduction first and commit them
+        together."""
+        return None if self._reduce is None else self._reduce(tensors)
+
     def reduce(self, tensors: Array) -> None:
         """Set the value from per-example values stacked on axis 0 (used by ``Vectorize``).
 
         The result of the variable's ``reduce`` function is assigned without a shape check
         (as in Objax): the stacked values are usually one dimension larger than the value.
         """
-        if self._reduce is not None:
-            self.assign(self._reduce(tensors), check=False)
+        value = self.reduced(tensors)
+        if value is not None:
+            self.assign(value, check=False)
 
     # ----- array behaviour ------------------------------------------------------------
     # Python looks special methods up on the class, so each operator is defined below;
@@ -456,6 +464,10 @@ class TrainRef(BaseState):
     @property
     def _label(self) -> Optional[str]:  # type: ignore[override]
         return self.ref._label
+
+    def reduced(self, tensors: Array) -> None:
+        """``None``: the target ``TrainVar`` reduces itself (as in Objax)."""
+        return None
 
     def reduce(self, tensors: Array) -> None:
         """Does nothing: the target ``TrainVar`` reduces itself (as in Objax)."""

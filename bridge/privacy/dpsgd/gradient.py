@@ -14,6 +14,8 @@ from bridge.facades._gather import declared_collection, differentiated_first, re
 from bridge.pure import changed_entries, clipped_grad, functionalize
 from bridge.random import DEFAULT_GENERATOR, Generator
 from bridge.state import Module, RandomState, TrainVar, VarCollection
+from bridge.state._access import commit, split_key, storage_of
+from bridge.state._collection import as_collection
 from bridge.state._repr import arguments_repr, class_path, function_repr
 
 __all__ = ["PrivateGradValues"]
@@ -99,7 +101,7 @@ class PrivateGradValues(Module):
                              "argument must be batched on axis 0 (every entry 0), as in Objax. "
                              "bridge.pure.clipped_grad takes other axes and None.")
         self.f = f
-        self.vc = vc
+        self.vc = vc = as_collection(vc, "PrivateGradValues: vc")
         self.keygen = keygen
         self.noise_multiplier = noise_multiplier
         self.l2_norm_clip = l2_norm_clip
@@ -164,36 +166,38 @@ class PrivateGradValues(Module):
         axes = (0,) * len(args)
         n = jax.tree_util.tree_leaves(args[0])[0].shape[0]
         values = read(self._storages)
-        # Drawing keys advances the random states: put them back if anything fails, so
-        # that a failed call changes nothing.
+        # Keys are drawn without advancing the RandomStates; the next keys are committed
+        # with the reduced state changes, so a call that raises changes nothing.
         rngs = [self._storages[i] for i in self._random]
+        drawn = [split_key(values[i], n) for i in self._random]
+        key = None
         if self.noise_multiplier != 0:
             rngs.append(self.keygen.key)
-        saved = [r.value for r in rngs]
-        try:
-            keys = [self._storages[i].split(n) for i in self._random]
-            key = self.keygen() if self.noise_multiplier != 0 else None
-            g = clipped_grad(self._loss(kwargs), self.l2_norm_clip, self.microbatch,
-                             batch_axis=(None, 0) + axes,
-                             noise_multiplier=self.noise_multiplier, has_aux=True,
-                             method=self.method)
-            n_train = self._n_train
-            grads, out_values, changes = g(values[:n_train], values[n_train:], keys, *args,
-                                           key=key)
-        except BaseException:
-            for r, v in zip(rngs, saved):
-                r.value = v
-            raise
+            next_key, (key,) = split_key(self.keygen.key.value, 1)
+            drawn.append((next_key, None))
+        g = clipped_grad(self._loss(kwargs), self.l2_norm_clip, self.microbatch,
+                         batch_axis=(None, 0) + axes,
+                         noise_multiplier=self.noise_multiplier, has_aux=True,
+                         method=self.method)
+        n_train = self._n_train
+        grads, out_values, changes = g(values[:n_train], values[n_train:],
+                                       [keys for _, keys in drawn[:len(self._random)]], *args,
+                                       key=key)
+        targets, new_values = rngs, [next_key for next_key, _ in drawn]
         for i, stacked in changes.items():
-            self._storages[i].reduce(stacked)
+            value = self._storages[i].reduced(stacked)
+            if value is not None:
+                targets.append(self._storages[i])
+                new_values.append(value)
+        commit(targets, new_values, owner="PrivateGradValues")
         return list(grads), out_values
 
     def vars(self, scope: str = "") -> VarCollection:
         out = VarCollection((scope + k, v) for k, v in self.vc.items())
-        present = {id(v._storage()) for v in out.values()}
+        present = {id(storage_of(v)) for v in out.values()}
         keygen_scope = f"{scope}({type(self).__name__}).keygen"
         out.update((k, v) for k, v in self.keygen.vars(keygen_scope).items()
-                   if id(v._storage()) not in present)
+                   if id(storage_of(v)) not in present)
         return out
 
     def __repr__(self) -> str:
