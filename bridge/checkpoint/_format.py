@@ -18,12 +18,25 @@ npz (``.npz``; readable by ``numpy.load(..., allow_pickle=False)`` and laid out 
 
     names                  1-d unicode array of the entry names
     "0", "1", ...          one array per entry (bfloat16/float8 stored as same-width uints)
-    __bridge_checkpoint__  uint8 array: UTF-8 JSON {"format", "version", "step", "dtypes",
-                           "key_impls", "sha256": hex digest of the content, see
+    __bridge_checkpoint__  uint8 array: UTF-8 JSON {"format", "version", "step", "names",
+                           "dtypes", "key_impls", "sha256": hex digest of the content, see
                            ``_content_digest``}
+    (archive comment)      ``_NPZ_COMMENT``
 
-A ``.npz`` without ``__bridge_checkpoint__`` but with Objax's layout (``names`` + indices) is
-read as an Objax checkpoint (no checksum beyond the zip's CRC-32).
+The exact names are those of the JSON: NumPy's unicode arrays drop trailing NUL characters,
+so the ``names`` member holds each name without them (what Objax-era tools see). Files
+written before the JSON had ``"names"`` are read through the ``names`` member.
+
+A ``.npz`` with Objax's layout (``names`` + indices) and no trace of bridge is read as an
+Objax checkpoint (no checksum beyond the zip's CRC-32). A trace of bridge is the member name
+``__bridge_checkpoint__.npy`` (in a local header and in the central directory) or the
+archive comment, anywhere in the bytes: a bridge file holds three (two before the comment
+was added), so damage to one of them still leaves the file recognised, and a recognised file
+is verified in full or refused. (An Objax file whose array bytes happen to spell one of them
+is refused, never misread.)
+
+Names are any ``str`` that UTF-8 can encode (NUL, ``/``, ``.``, spaces, non-ASCII and the
+empty name included); a lone surrogate is refused at save time.
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ import io
 import json
 import math
 import sys
+import zipfile
 from typing import IO, Any, NamedTuple, Optional, Sequence
 
 import jax.numpy as jnp
@@ -41,11 +55,16 @@ import numpy as np
 
 from bridge.checkpoint._errors import CheckpointError, CorruptCheckpointError
 
-__all__ = ["FORMAT", "VERSION", "Record", "DTYPES", "read", "write_msgpack", "write_npz"]
+__all__ = ["FORMAT", "VERSION", "Record", "DTYPES", "check_names", "read", "write_msgpack",
+           "write_npz"]
 
 FORMAT = "bridge.checkpoint"
 VERSION = 1
 _NPZ_META = "__bridge_checkpoint__"
+_NPZ_COMMENT = b"bridge.checkpoint npz: verify with bridge.checkpoint.restore"
+# Byte strings that only a bridge npz holds outside its array data (see the module doc).
+_NPZ_TRACES = (_NPZ_COMMENT, _NPZ_META.encode() + b".npy")
+_EOCD_SIZE = 22  # the end-of-central-directory record, without its comment
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _MAX_BIN = 2**32 - 1  # msgpack's bin32 limit
 
@@ -139,9 +158,38 @@ def _check_step(step: Any) -> Optional[int]:
     return step
 
 
+def check_names(records: Sequence[Record]) -> None:
+    """Refuse names that no format could store exactly (the writers call this first).
+
+    Any ``str`` that UTF-8 can encode is stored exactly, in both formats.
+
+    Raises:
+      CheckpointError: a name is not a ``str``, holds a lone surrogate, or is repeated.
+    """
+    seen: set[str] = set()
+    for r in records:
+        if not isinstance(r.name, str):
+            raise CheckpointError(f"Cannot save {r.name!r}: a variable name must be a str, "
+                                  f"got {type(r.name).__name__}.")
+        try:
+            r.name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CheckpointError(f"Cannot save {r.name!r}: the name holds a lone surrogate "
+                                  "character, which UTF-8 (and so msgpack and the checksum) "
+                                  "cannot encode; rename the variable.") from None
+        if r.name in seen:
+            raise CheckpointError(f"Cannot save {r.name!r}: two entries have this name.")
+        seen.add(r.name)
+
+
 # ----- msgpack -----------------------------------------------------------------------------
 def write_msgpack(f: IO[bytes], step: Optional[int], records: Sequence[Record]) -> None:
-    """Write ``records`` to the binary file ``f`` in the msgpack format."""
+    """Write ``records`` to the binary file ``f`` in the msgpack format.
+
+    Raises:
+      CheckpointError: a name or an array cannot be stored (nothing is written then).
+    """
+    check_names(records)
     packer = msgpack.Packer(autoreset=False)
     packer.pack_map_header(2)
     packer.pack("step")
@@ -226,17 +274,29 @@ def _read_msgpack(data: bytes) -> tuple[Optional[int], list[Record]]:
 
 # ----- npz ---------------------------------------------------------------------------------
 def write_npz(f: IO[bytes], step: Optional[int], records: Sequence[Record]) -> None:
-    """Write ``records`` to the binary file ``f`` as an (uncompressed) ``.npz``."""
-    arrays: dict[str, np.ndarray] = {"names": np.array([r.name for r in records], dtype=str)}
+    """Write ``records`` to the binary file ``f`` as an (uncompressed) ``.npz``.
+
+    Raises:
+      CheckpointError: a name cannot be stored (nothing is written then).
+    """
+    check_names(records)
+    names = [r.name for r in records]
+    members: list[tuple[str, np.ndarray]] = [("names", np.array(names, dtype=str))]
     for i, r in enumerate(records):
         storage = _NPZ_STORAGE.get(r.dtype)
-        arrays[str(i)] = r.data.view(storage) if storage is not None else r.data
-    meta = {"format": FORMAT, "version": VERSION, "step": step,
+        members.append((str(i), r.data.view(storage) if storage is not None else r.data))
+    meta = {"format": FORMAT, "version": VERSION, "step": step, "names": names,
             "dtypes": [r.dtype for r in records],
             "key_impls": [r.key_impl for r in records],
             "sha256": _content_digest(step, records)}
-    arrays[_NPZ_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    np.savez(f, **arrays)
+    members.append((_NPZ_META, np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)))
+    # What np.savez does, plus the archive comment (np.savez cannot set one).
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key, arr in members:
+            # zip64 headers up front: the member's size is not known before it is written.
+            with zf.open(key + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(arr), allow_pickle=False)
+        zf.comment = _NPZ_COMMENT
 
 
 def _holds_objects(npz: Any, key: str) -> bool:
@@ -262,22 +322,35 @@ def _npz_member(npz: Any, key: str) -> np.ndarray:
 
 
 def _read_npz(data: bytes) -> tuple[Optional[int], list[Record]]:
+    # Decided from the raw bytes, not from the parsed directory: a damaged directory can
+    # hide the checksum member, and the file must not then pass for an Objax one.
+    # Searched from the end, where a bridge file holds all of them (its meta member is last).
+    by_bridge = any(data.rfind(trace) >= 0 for trace in _NPZ_TRACES)
     try:
         npz = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as e:
         raise ValueError(f"not a readable .npz archive ({e})") from None
     with npz:
         files = set(npz.files)
+        if len(files) != len(npz.files):
+            raise ValueError("the archive lists a member twice")
+        if by_bridge and _NPZ_META not in files:
+            raise ValueError(f"the file was written by bridge but its {_NPZ_META} member "
+                             "(format marker and checksum) is not in the archive's "
+                             "directory: the file is damaged")
+        if by_bridge:
+            _check_zip_end(data, len(npz.files))
         if "names" not in files:
             raise ValueError("not a bridge or Objax checkpoint (no 'names' member)")
-        names = _npz_member(npz, "names")
-        if names.ndim != 1 or (names.dtype.kind != "U" and names.size):
+        listed = _npz_member(npz, "names")
+        if listed.ndim != 1 or (listed.dtype.kind != "U" and listed.size):
             raise ValueError("the 'names' member is not a list of strings")
-        names = [str(n) for n in names]
+        names = [str(n) for n in listed]
         expected = {"names"} | {str(i) for i in range(len(names))}
         meta = None
         if _NPZ_META in files:
-            meta = _npz_meta(_npz_member(npz, _NPZ_META), len(names))
+            meta = _npz_meta(_npz_member(npz, _NPZ_META), names)
+            names = meta["names"]
             expected.add(_NPZ_META)
         if files != expected:
             raise ValueError("members do not match the names list (missing: "
@@ -309,7 +382,28 @@ def _read_npz(data: bytes) -> tuple[Optional[int], list[Record]]:
     return step, records
 
 
-def _npz_meta(raw: np.ndarray, count: int) -> dict[str, Any]:
+def _check_zip_end(data: bytes, entries: int) -> None:
+    """Checks of the end-of-central-directory record that ``zipfile`` skips.
+
+    ``zipfile`` takes a comment cut short as it is, and counts entries by walking the
+    directory rather than by the record's count; for a file bridge wrote, either means
+    that bytes were lost or changed.
+    """
+    end = data.rfind(b"PK\x05\x06", max(0, len(data) - _EOCD_SIZE - 0xFFFF))
+    if end < 0:  # pragma: no cover - zipfile found it already
+        raise ValueError("the archive has no end-of-central-directory record")
+    count = int.from_bytes(data[end + 10:end + 12], "little")
+    comment = int.from_bytes(data[end + 20:end + 22], "little")
+    if end + _EOCD_SIZE + comment != len(data):
+        raise ValueError("the archive's end record does not end the file: the file is "
+                         "truncated or damaged")
+    if count != 0xFFFF and count != entries:  # 0xFFFF: the count is in the zip64 record
+        raise ValueError(f"the archive's end record counts {count} members, its directory "
+                         f"lists {entries}: the file is damaged")
+
+
+def _npz_meta(raw: np.ndarray, listed: list[str]) -> dict[str, Any]:
+    """The checked JSON of the meta member; ``"names"`` filled from ``listed`` if absent."""
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise ValueError(f"malformed {_NPZ_META} member")
     try:
@@ -320,11 +414,17 @@ def _npz_meta(raw: np.ndarray, count: int) -> dict[str, Any]:
         raise ValueError(f"not a bridge checkpoint (no {FORMAT!r} format marker)")
     version = meta.get("version")
     _check_version(version)
+    count = len(listed)
+    names = meta.setdefault("names", listed)  # absent from files of earlier bridge versions
     dtypes, impls = meta.get("dtypes"), meta.get("key_impls")
     if not (isinstance(dtypes, list) and isinstance(impls, list) and len(dtypes) == count
             and len(impls) == count and isinstance(meta.get("sha256"), str)
-            and all(i is None or isinstance(i, str) for i in impls)):
+            and all(i is None or isinstance(i, str) for i in impls)
+            and isinstance(names, list) and all(isinstance(n, str) for n in names)):
         raise ValueError(f"malformed {_NPZ_META} member")
+    # The names member holds what NumPy keeps of each name: all but its trailing NULs.
+    if [n.rstrip("\0") for n in names] != listed:
+        raise ValueError(f"the 'names' member does not match the names in {_NPZ_META}")
     _check_step(meta.get("step"))
     return meta
 
