@@ -17,6 +17,11 @@ A call only lists the variables' values, rebuilds the pytree with the stored tre
 structure, calls ``apply`` and writes back the leaves that changed. Inside ``bridge.Jit``
 all of this happens at trace time, so the compiled step is the same program as a native
 ``jax.jit`` step over the Flax variables.
+
+A call is all or nothing: the new state leaves and the next rng key are all worked out
+first and written by one ``commit``, so a value that does not fit its variable (or a
+model that created variables the wrapper does not hold) raises with every variable, the
+rng included, left as it was.
 """
 
 from __future__ import annotations
@@ -33,17 +38,12 @@ from flax.errors import InvalidRngError
 from bridge.interop._tree_module import TreeModule, key_name, path_name
 from bridge.pure import functionalize
 from bridge.state import BaseVar, RandomState, StateVar, TrainVar, VarCollection
+from bridge.state._access import commit, read, split_key, storages
 from bridge.state._module import module_vars
 
 __all__ = ["FlaxModule", "NNXModule", "to_linen"]
 
 _MISSING_STREAM = re.compile(r'needs PRNG for "([^"]+)"')
-
-
-def _split_key(state: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
-    """``RandomState.split(n)`` without assigning: ``(next state, n keys)``."""
-    keys = jax.random.split(state, n + 1)
-    return keys[0], keys[1:]
 
 
 class FlaxModule(TreeModule):
@@ -71,7 +71,8 @@ class FlaxModule(TreeModule):
     ``keys[0]`` becomes the new ``rng`` and ``keys[1 + i]`` is the key of stream ``i``
     (for dropout alone: ``rng, dropout_key = jax.random.split(rng)``). Inside
     ``bridge.Vectorize`` every example gets its own keys. Passing ``rngs=...`` uses those
-    keys instead and leaves ``m.rng`` alone.
+    keys instead and leaves ``m.rng`` alone. A call that raises (a new value of the wrong
+    shape or dtype, a variable the model created) changes no variable, ``m.rng`` included.
 
     Example::
 
@@ -126,13 +127,13 @@ class FlaxModule(TreeModule):
         if "mutable" in kwargs:
             raise TypeError("FlaxModule: do not pass `mutable`; every collection other than "
                             "'params' is mutable and its updates are kept in StateVars.")
-        values = [v.value for v in self._leaves]
+        values = read(self._leaves)
         variables = self._treedef.unflatten(values)
         given_rngs = kwargs.pop("rngs", None)
         while True:
-            rngs, next_state = given_rngs, None
+            rngs, next_key = given_rngs, None
             if given_rngs is None and self._rng_streams:
-                next_state, keys = _split_key(self.rng.value, len(self._rng_streams))
+                next_key, keys = split_key(self.rng.value, len(self._rng_streams))
                 rngs = dict(zip(self._rng_streams, keys))
             try:
                 if self._mutable:
@@ -148,32 +149,41 @@ class FlaxModule(TreeModule):
                         or match.group(1) in self._rng_streams:
                     raise
                 self._rng_streams = tuple(sorted(self._rng_streams + (match.group(1),)))
-        if next_state is not None:
-            self.rng.value = next_state
-        if updates:
-            self._write_back(updates, values)
+        changed = self._changed_state(updates, values) if updates else {}
+        targets = [self._leaves[i] for i in changed]
+        names = [self._names[i] for i in changed]
+        new = list(changed.values())
+        if next_key is not None:
+            targets.append(self.rng)
+            names.append("rng")
+            new.append(next_key)
+        if targets:
+            commit(targets, new, owner="FlaxModule", names=names)
         return out
 
-    def _write_back(self, updates: Mapping[str, Any], values: list) -> None:
+    def _changed_state(self, updates: Mapping[str, Any], values: list) -> dict[int, Any]:
+        """``{leaf index: new value}`` for the state leaves ``apply`` replaced.
+
+        Raises (before anything is written) when the model created variables that are not
+        among ours: there is no variable to keep them in.
+        """
         leaves, treedef = jax.tree_util.tree_flatten(updates)
         if treedef == self._state_treedef:  # the usual case: same collections, same leaves
-            for i, new in zip(self._state_index, leaves):
-                if new is not values[i]:
-                    self._leaves[i].value = new
-            return
+            return {i: new for i, new in zip(self._state_index, leaves) if new is not values[i]}
         index = {self._names[i]: i for i in self._state_index}
-        found, unknown = [], []
+        found, unknown = {}, []
         for path, new in jax.tree_util.tree_flatten_with_path(dict(updates))[0]:
             name = path_name(path)
-            (found if name in index else unknown).append((name, new))
+            if name not in index:
+                unknown.append(name)
+            elif new is not values[index[name]]:
+                found[index[name]] = new
         if unknown:
             raise ValueError(
                 "FlaxModule: the model created variables it was not given: "
-                + ", ".join(name for name, _ in unknown)
+                + ", ".join(unknown)
                 + ". Initialize them (module.init) and pass every collection in `variables`.")
-        for name, new in found:
-            if new is not values[index[name]]:
-                self._leaves[index[name]].value = new
+        return found
 
     def __repr__(self) -> str:
         return f"FlaxModule({type(self.module).__name__}, {len(self._leaves)} variables)"
@@ -202,7 +212,8 @@ class NNXModule(TreeModule):
     (``nnx.merge``), calls it and keeps every change it made to its variables. As in NNX, a
     stream's key stays put and its counter advances, so dropout masks change from call to
     call; inside ``bridge.Vectorize`` each example gets its own key (the ``RandomState``s
-    are split per example).
+    are split per example). A call that raises (a new value of the wrong shape or dtype)
+    changes no variable.
 
     Train and eval modes: ``m.view(deterministic=True, use_running_average=True)`` (as
     ``nnx.view``) returns a wrapper with those attributes set that shares ``m``'s
@@ -241,7 +252,7 @@ class NNXModule(TreeModule):
         self._set_leaves(named)
 
     def _leaf_values(self) -> list:
-        values = [v.value for v in self._leaves]
+        values = read(self._leaves)
         for i, impl in self._key_impls.items():
             values[i] = jax.random.wrap_key_data(values[i], impl=impl)
         return values
@@ -275,10 +286,12 @@ class NNXModule(TreeModule):
         if treedef != self._treedef:
             raise ValueError("NNXModule: the module changed the structure of its state during "
                              "the call (variables added or removed); that is not supported.")
-        for i, (old, leaf) in enumerate(zip(values, new)):
-            if leaf is not old:
-                self._leaves[i].value = (jax.random.key_data(leaf) if i in self._key_impls
-                                         else leaf)
+        changed = [i for i, (old, leaf) in enumerate(zip(values, new)) if leaf is not old]
+        if changed:
+            commit([self._leaves[i] for i in changed],
+                   [jax.random.key_data(new[i]) if i in self._key_impls else new[i]
+                    for i in changed],
+                   owner="NNXModule", names=[self._names[i] for i in changed])
         return out
 
     def __repr__(self) -> str:
@@ -292,7 +305,7 @@ class _Handle:
 
     def __init__(self, f: Callable, vc: VarCollection, state_collection: str):
         names = vc.names()
-        self.storages = [v._storage() for v in vc]
+        self.storages = storages(vc)
         self.names = [names[id(s)] for s in self.storages]
         self.collections = ["params" if isinstance(s, TrainVar) else state_collection
                             for s in self.storages]

@@ -10,7 +10,9 @@
 As for the Flax wrappers, names and paths are worked out once, in the constructor; a call
 lists the variables' values, rebuilds the params/state dicts with stored tree structures,
 calls ``apply`` and writes back the state leaves that changed. Inside ``bridge.Jit`` this
-all happens at trace time.
+all happens at trace time. The changed state and the next rng key are written together by
+one ``commit``: a call that raises (a state value of the wrong shape or dtype, state entries
+the wrapper does not hold) leaves every variable, the rng included, as it was.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import jax
 from bridge.interop._tree_module import TreeModule, path_name
 from bridge.pure import functionalize
 from bridge.state import BaseVar, RandomState, StateVar, TrainVar, VarCollection
+from bridge.state._access import commit, read, split_key, storages
 from bridge.state._module import module_vars
 
 __all__ = ["HaikuModule", "to_haiku"]
@@ -71,7 +74,8 @@ class HaikuModule(TreeModule):
     pass through. ``rng`` is ``None`` until the model asks for random numbers (found out on
     the first call that does); from then on each call draws
     ``rng_state, rng = jax.random.split(rng_state)`` from ``m.rng``, so keys change per call,
-    and per example inside ``bridge.Vectorize``.
+    and per example inside ``bridge.Vectorize``. A call that raises (a state value of the
+    wrong shape or dtype) changes no variable, ``m.rng`` included.
 
     Example::
 
@@ -117,16 +121,17 @@ class HaikuModule(TreeModule):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """``transformed.apply(...)``; see the class docstring."""
         n = self._n_params
-        values = [v.value for v in self._leaves]
+        values = read(self._leaves)
         head = [self._defs["params"].unflatten(values[:n])]
         if self._with_state:
             head.append(self._defs["state"].unflatten(values[n:]))
         while True:
-            next_state = None
+            next_key = None
             if self._takes_rng:
                 rng = None
                 if self._needs_rng:
-                    next_state, rng = jax.random.split(self.rng.value)
+                    next_key, keys = split_key(self.rng.value, 1)
+                    rng = keys[0]
                 call_args = (*head, rng, *args)
             else:
                 call_args = (*head, *args)
@@ -137,25 +142,30 @@ class HaikuModule(TreeModule):
                 if self._needs_rng or not self._takes_rng or not _missing_rng(e):
                     raise
                 self._needs_rng = True
-        if next_state is not None:
-            self.rng.value = next_state
-        if not self._with_state:
-            return out
-        out, new_state = out
-        self._write_back(new_state, values)
+        targets, names, new = [], [], []
+        if self._with_state:
+            out, new_state = out
+            for i, leaf in enumerate(self._state_leaves(new_state, values), start=n):
+                if leaf is not values[i]:
+                    targets.append(self._leaves[i])
+                    names.append(self._names[i])
+                    new.append(leaf)
+        if next_key is not None:
+            targets.append(self.rng)
+            names.append("rng")
+            new.append(next_key)
+        if targets:
+            commit(targets, new, owner="HaikuModule", names=names)
         return out
 
-    def _write_back(self, new_state: Mapping, values: list) -> None:
-        n = self._n_params
-        leaves, treedef = jax.tree_util.tree_flatten(new_state)
-        if treedef != self._defs["state"]:
-            leaves = self._match_state(new_state)
-        for i, new in enumerate(leaves, start=n):
-            if new is not values[i]:
-                self._leaves[i].value = new
+    def _state_leaves(self, new_state: Mapping, values: list) -> list:
+        """The returned state's leaves in our order (``values``' own for entries it lacks).
 
-    def _match_state(self, new_state: Mapping) -> list:
-        """State leaves in our order when the returned dict differs in structure."""
+        Raises, before anything is written, for entries that are not among ours.
+        """
+        leaves, treedef = jax.tree_util.tree_flatten(new_state)
+        if treedef == self._defs["state"]:
+            return leaves
         flat = {"state/" + path_name(path): leaf
                 for path, leaf in jax.tree_util.tree_flatten_with_path(dict(new_state))[0]}
         ours = self._names[self._n_params:]
@@ -163,7 +173,7 @@ class HaikuModule(TreeModule):
         if unknown:
             raise ValueError("HaikuModule: apply returned state entries it was not given: "
                              + ", ".join(unknown) + ". Pass the full state from init.")
-        return [flat.get(name, v.value) for name, v in zip(ours, self._leaves[self._n_params:])]
+        return [flat.get(name, value) for name, value in zip(ours, values[self._n_params:])]
 
     def __repr__(self) -> str:
         return (f"HaikuModule({type(self.transformed).__name__}, {self._n_params} params, "
@@ -207,18 +217,18 @@ def to_haiku(module: Callable, vc: Optional[VarCollection] = None) -> hk.Transfo
     if vc is None:
         vc = module_vars(module, needed_by="to_haiku")
     names = vc.names()
-    storages = [v._storage() for v in vc]
+    held = storages(vc)
     slots = [("params" if isinstance(s, TrainVar) else "state",) + _split_name(names[id(s)])
-             for s in storages]
-    random = [i for i, s in enumerate(storages) if isinstance(s, RandomState)]
+             for s in held]
+    random = [i for i, s in enumerate(held) if isinstance(s, RandomState)]
     state_slots = [i for i, (part, _, _) in enumerate(slots) if part == "state"]
-    pure = functionalize(module, storages,
+    pure = functionalize(module, held,
                          owner=f"to_haiku({getattr(module, '__qualname__', module)!r})")
 
     def init(rng: Any, *args: Any, **kwargs: Any) -> tuple[dict, dict]:
         del rng, args, kwargs  # the weights exist already
         trees: dict[str, dict] = {"params": {}, "state": {}}
-        for (part, mod, leaf), s in zip(slots, storages):
+        for (part, mod, leaf), s in zip(slots, held):
             trees[part].setdefault(mod, {})[leaf] = s.value
         return trees["params"], trees["state"]
 
