@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import jax
 
 from bridge.state import BaseVar, Module, VarCollection
+from bridge.state._access import set_label
 
 __all__ = ["TreeModule", "key_name", "path_name"]
 
@@ -47,7 +48,7 @@ class TreeModule(Module):
         self._names = [name for name, _ in named]
         self._leaves = [var for _, var in named]
         for name, var in named:
-            var._label = f"({type(self).__name__}).{name}"  # used by error messages
+            set_label(var, f"({type(self).__name__}).{name}")
 
     def vars(self, scope: str = "") -> VarCollection:
         prefix = f"{scope}({type(self).__name__})."

@@ -7,6 +7,8 @@ storage, its raw value or the scope stack themselves; they use this small API:
     the variable that holds the array (a ``TrainRef`` forwards to its ``TrainVar``);
 ``current``
     the stored array, unchecked (for shapes, names, display and export);
+``set_label``
+    how errors name a variable, for wrappers that name their variables themselves;
 ``tracing``
     whether a transformation is tracing object code right now;
 ``read`` / ``write_changes``
@@ -34,7 +36,7 @@ from bridge.state import _scope
 from bridge.state._scope import _SCOPES, UndeclaredVariableError, bind
 from bridge.state._variables import AssignmentError, BaseVar, describe, prepare
 
-__all__ = ["storage_of", "storages", "current", "tracing", "read", "write_changes",
+__all__ = ["storage_of", "storages", "current", "set_label", "tracing", "read", "write_changes",
            "commit", "bind", "split_key"]
 
 Array = jax.Array
@@ -56,6 +58,11 @@ def current(var: BaseVar) -> Array:
     For code that needs a shape, a dtype or a name, or exports values it does not trace.
     """
     return var._storage()._value
+
+
+def set_label(var: BaseVar, label: str) -> None:
+    """Name ``var`` in error messages (``describe``), e.g. ``'(FlaxModule).params/w'``."""
+    var._storage()._label = label
 
 
 def tracing() -> bool:
