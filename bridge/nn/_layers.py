@@ -105,12 +105,17 @@ class Conv2D(Module):
         if nin % groups or nout % groups:
             raise ValueError(f"{type(self).__name__}: nin ({nin}) and nout ({nout}) must be "
                              f"divisible by groups ({groups}).")
+        # Every argument is checked before the weights are drawn, so a bad one leaves the
+        # random generator where it was.
+        kernel = to_tuple(k, 2)
+        padding, strides, dilations = (to_padding(padding, 2), to_tuple(strides, 2),
+                                       to_tuple(dilations, 2))
         self.w_init = w_init
         self.b = TrainVar(jnp.zeros((nout, 1, 1))) if use_bias else None
-        self.w = TrainVar(w_init((*to_tuple(k, 2), nin // groups, nout)))
-        self.padding = to_padding(padding, 2)
-        self.strides = to_tuple(strides, 2)
-        self.dilations = to_tuple(dilations, 2)
+        self.w = TrainVar(w_init((*kernel, nin // groups, nout)))
+        self.padding = padding
+        self.strides = strides
+        self.dilations = dilations
         self.groups = groups
 
     def __call__(self, x: jax.Array) -> jax.Array:

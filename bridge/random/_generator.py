@@ -7,6 +7,7 @@ from typing import Optional, Sequence
 import jax
 
 from bridge.state import Module, RandomState, VarCollection
+from bridge.state._access import outside_traces
 from bridge.state._repr import class_path
 
 __all__ = ["Generator", "DEFAULT_GENERATOR", "normal", "uniform", "randint", "truncated_normal",
@@ -38,7 +39,11 @@ class Generator(Module):
     def key(self) -> RandomState:
         """The ``RandomState`` holding the current key."""
         if self._key is None:
-            self._key = RandomState(self.initial_seed)
+            # Made outside any trace, even on a first use inside one: the key is the
+            # generator's state, not a value of the traced call, so a transformation that
+            # does not declare it reports the read instead of baking a fixed key in.
+            with outside_traces():
+                self._key = RandomState(self.initial_seed)
         return self._key
 
     def seed(self, seed: int = 0) -> None:

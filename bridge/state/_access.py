@@ -21,6 +21,8 @@ storage, its raw value or the scope stack themselves; they use this small API:
 ``bind``
     hand variables traced values for the length of a trace, inside a scope that checks
     every read and write (what ``bridge.pure.functionalize`` is built on);
+``outside_traces``
+    create lazily made state (a generator's key) as if no transformation were tracing;
 ``split_key``
     what ``RandomState.split`` computes, without assigning, so that a key advances only
     when the call that drew from it succeeds.
@@ -33,11 +35,11 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import jax
 
 from bridge.state import _scope
-from bridge.state._scope import _SCOPES, UndeclaredVariableError, bind
+from bridge.state._scope import _SCOPES, UndeclaredVariableError, bind, outside_traces
 from bridge.state._variables import AssignmentError, BaseVar, describe, prepare
 
 __all__ = ["storage_of", "storages", "current", "set_label", "tracing", "read", "write_changes",
-           "commit", "bind", "split_key"]
+           "commit", "bind", "outside_traces", "split_key"]
 
 Array = jax.Array
 

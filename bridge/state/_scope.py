@@ -108,7 +108,7 @@ def undeclared_write_message(variables: Sequence[BaseVar]) -> str:
         what = f"{_describe(variables[0])} was assigned inside {owner}, which does not declare it."
     else:
         what = (f"These variables were assigned inside {owner}, which does not declare them:\n"
-                + "\n".join(f"  {_describe(v)}" for v in variables))
+                + "\n".join(f"  {_describe(v)}" for v in variables) + "\n")
     return (f"{what} The new value is a tracer that would leak out of the transformation. "
             "Add the variable to the VarCollection given to it (for example `model.vars() + "
             "opt.vars()`).")
@@ -177,6 +177,20 @@ def _expire_created(scope: Scope) -> None:
         if isinstance(value, jax.core.Tracer):
             label = var._label or f"a {type(var).__name__}"
             var._value = _Expired(value, f"{type(var).__name__} {label}", scope.owner)
+
+
+@contextlib.contextmanager
+def outside_traces() -> Iterator[None]:
+    """Run the block as if no transformation were tracing: no scope sees what it does, and
+    JAX computes concretely (``jax.ensure_compile_time_eval``). For state that is created
+    lazily (a generator's key) and must not belong to the trace that first needs it."""
+    saved = _SCOPES[:]
+    _SCOPES.clear()  # the same list object: other modules hold a reference to it
+    try:
+        with jax.ensure_compile_time_eval():
+            yield
+    finally:
+        _SCOPES[:] = saved
 
 
 @contextlib.contextmanager

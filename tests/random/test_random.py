@@ -111,3 +111,14 @@ def test_default_generator_inside_jit_must_be_declared():
     draw = bridge.Jit(lambda: bridge.random.normal((2,)), bridge.VarCollection())
     with pytest.raises(bridge.UndeclaredVariableError, match=r"\(Generator\)._key"):
         draw()
+
+
+def test_a_generator_first_used_inside_jit_that_does_not_declare_it_is_reported():
+    """Its key is made on first use; even inside a trace it is the generator's state, not
+    part of the traced call, so the undeclared read is reported (not a frozen key)."""
+    model, generator = bridge.nn.Linear(1, 1), bridge.random.Generator(3)
+    noisy = bridge.Jit(lambda x: model(x) + jax.random.normal(generator(), (1,)),
+                       model.vars())
+    with pytest.raises(bridge.UndeclaredVariableError, match=r"\(Generator\)._key"):
+        noisy(jnp.ones((1, 1)))
+    np.testing.assert_array_equal(generator.key.value, jax.random.PRNGKey(3))
