@@ -16,6 +16,7 @@ from bridge.functional._padding import ConvPadding, ConvPaddingInt, to_padding, 
 from bridge.nn.init import kaiming_normal, xavier_normal
 from bridge.random import DEFAULT_GENERATOR, Generator
 from bridge.state import Module, ModuleList, StateVar, TrainVar
+from bridge.state._access import commit
 from bridge.state._module import local_kwargs
 from bridge.state._repr import arguments_repr, class_path, function_repr
 
@@ -236,8 +237,11 @@ class BatchNorm(Module):
             mean = jnp.mean(x, axis=self.redux, keepdims=True)
             var = jnp.mean(jnp.square(x - mean), axis=self.redux, keepdims=True)
             rate = 1 - self.momentum
-            self.running_mean.value += rate * (mean - self.running_mean.value)
-            self.running_var.value += rate * (var - self.running_var.value)
+            # Both statistics or neither (see bridge.state._access.commit).
+            commit([self.running_mean, self.running_var],
+                   [self.running_mean.value + rate * (mean - self.running_mean.value),
+                    self.running_var.value + rate * (var - self.running_var.value)],
+                   owner=type(self).__name__)
         else:
             mean, var = self.running_mean.value, self.running_var.value
         return (x - mean) * jax.lax.rsqrt(var + self.eps) * self.gamma.value + self.beta.value

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 
 from bridge.functional import parallel
 from bridge.nn._layers import BatchNorm, BatchNorm0D, BatchNorm1D, BatchNorm2D
+from bridge.state._access import commit
 from bridge.state._repr import class_path
 
 __all__ = ["SyncedBatchNorm", "SyncedBatchNorm0D", "SyncedBatchNorm1D", "SyncedBatchNorm2D"]
@@ -68,8 +69,11 @@ class SyncedBatchNorm(BatchNorm):
             jnp.mean(jnp.square(x - mean), axis=self.redux, keepdims=True))
         if batch_norm_update:
             rate = 1 - self.momentum
-            self.running_mean.value += rate * (mean - self.running_mean.value)
-            self.running_var.value += rate * (var - self.running_var.value)
+            # Both statistics or neither (see bridge.state._access.commit).
+            commit([self.running_mean, self.running_var],
+                   [self.running_mean.value + rate * (mean - self.running_mean.value),
+                    self.running_var.value + rate * (var - self.running_var.value)],
+                   owner=type(self).__name__)
         return (x - mean) * jax.lax.rsqrt(var + self.eps) * self.gamma.value + self.beta.value
 
     def _across_devices(self, statistic: jax.Array) -> jax.Array:

@@ -18,6 +18,7 @@ import numpy as np
 from bridge import functional
 from bridge.functional import ConvPadding
 from bridge.nn import Conv2D, Linear
+from bridge.state._access import commit
 from bridge.zoo._common import ZooSequential
 
 __all__ = ["VGG19", "preprocess", "max_pool_2d"]
@@ -214,7 +215,9 @@ class VGG19(ZooSequential):
         return ops
 
     def _load(self, weights: dict[str, Any]) -> None:
-        """Assign ``{layer name: [kernel, bias]}`` (checked by ``_load_weights``)."""
+        """Assign ``{layer name: [kernel, bias]}`` (checked by ``_load_weights``), all in one
+        commit."""
+        variables, values = [], []
         for name, (kernel, bias) in weights.items():
             if not name.startswith(("conv", "fc")):
                 continue
@@ -224,5 +227,7 @@ class VGG19(ZooSequential):
                 kernel = _fc6_from_hwc(kernel)
             if name.startswith("conv"):
                 bias = bias[:, None, None]
-            layer.w.assign(jnp.asarray(kernel, dtype=layer.w.value.dtype))
-            layer.b.assign(jnp.asarray(bias, dtype=layer.b.value.dtype))
+            variables += [layer.w, layer.b]
+            values += [jnp.asarray(kernel, dtype=layer.w.value.dtype),
+                       jnp.asarray(bias, dtype=layer.b.value.dtype)]
+        commit(variables, values, owner="VGG19 pretrained weights")
