@@ -8,7 +8,10 @@
   every name, shape and dtype before assigning anything: a damaged file raises
   ``CorruptCheckpointError``, a file that does not fit raises ``CheckpointMismatchError``
   listing every problem, and in both cases the model is unchanged. ``strict=False`` loads
-  what fits and returns a ``RestoreReport`` of what was skipped.
+  what fits and returns a ``RestoreReport`` of what was skipped. Restores run on the same
+  engine as the Flax/Haiku loaders (``bridge.state._load``): ``RestoreReport`` is a
+  ``bridge.interop.LoadReport`` with ``path`` and ``step``, and ``CheckpointMismatchError``
+  a ``bridge.interop.LoadMismatchError``.
 * ``to_tree(vc)`` / ``from_tree(vc, tree)``: ``{name: array}`` for any pytree
   checkpointer (Orbax, ``flax.serialization``), with the same checks on the way back.
 * ``Checkpoint(logdir, keep_ckpts=5)``: numbered files, keeps the latest few (as Objax's

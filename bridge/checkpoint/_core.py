@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import operator
 import os
-from typing import IO, Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import IO, Any, Mapping, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -12,9 +13,9 @@ import numpy as np
 
 from bridge.checkpoint import _atomic, _format
 from bridge.checkpoint._errors import CheckpointError, CheckpointMismatchError, RestoreReport
-from bridge.state import BaseVar, VarCollection
+from bridge.state import BaseVar, VarCollection, _load
+from bridge.state._access import current, storage_of
 from bridge.state._renamer import RenameRules, as_rename_function
-from bridge.state._variables import mismatch
 
 __all__ = ["save", "restore", "to_tree", "from_tree", "save_var_collection",
            "load_var_collection"]
@@ -49,13 +50,13 @@ def _variables(vc: VarCollection) -> list[_Var]:
     names: dict[int, list[str]] = {}
     own: dict[int, str] = {}
     for name, v in vc.items():
-        storage = v._storage()
+        storage = storage_of(v)
         names.setdefault(id(storage), []).append(name)
         if v is storage:
             own.setdefault(id(storage), name)
     out = []
     for v in vc:
-        storage = v._storage()
+        storage = storage_of(v)
         all_names = names[id(storage)]
         name = own.get(id(storage), all_names[0])
         out.append(_Var(storage, name, (name, *(n for n in all_names if n != name))))
@@ -66,19 +67,14 @@ def _is_key(value: Any) -> bool:
     return jax.dtypes.issubdtype(getattr(value, "dtype", None), jax.dtypes.prng_key)
 
 
-def _spec(value: Any) -> tuple[str, tuple[int, ...]]:
-    """``(dtype, shape)`` as stored: a key array is described by its key data."""
+def _spec(value: Any) -> _load.Spec:
+    """Shape and dtype as a file stores them: a key array is described by its key data,
+    shape ``(2,)`` for one key, and the name ``key<threefry2x32>`` (a NumPy dtype and
+    such a name compare unequal, as they should)."""
     if _is_key(value):
         impl = str(jax.random.key_impl(value))
-        return f"key<{impl}>", tuple(jax.random.key_data(value).shape)
-    dtype = getattr(value, "dtype", None)
-    dtype = np.dtype(dtype) if dtype is not None else np.asarray(value).dtype
-    return dtype.name, tuple(np.shape(value))
-
-
-def _describe(spec: tuple[str, tuple[int, ...]]) -> str:
-    dtype, shape = spec
-    return f"{dtype} {shape}" if not dtype.startswith("key<") else f"{dtype} (data {shape})"
+        return _load.Spec(tuple(jax.random.key_data(value).shape), f"key<{impl}>")
+    return _load.Spec(tuple(np.shape(value)), value.dtype)
 
 
 def _record(name: str, value: Any) -> _format.Record:
@@ -105,77 +101,44 @@ def _to_device(arr: np.ndarray, like: Any) -> jax.Array:
     return jnp.asarray(arr)
 
 
-# ----- matching entries to variables -------------------------------------------------------
-class _Incoming(NamedTuple):
-    key: str  # the name after renaming: what is matched against the collection
-    stored: str  # the name in the file / tree (used in reports)
-    spec: tuple[str, tuple[int, ...]]
-    make: Callable[[Any], jax.Array]  # current value -> new value
+# ----- entries and targets for the load engine ---------------------------------------------
+_RENAME_HINT = ("(if variables were renamed, pass `renamer=` to map the stored names onto "
+                "the collection's)")
 
 
-def _from_record(r: _format.Record, key: str) -> _Incoming:
+def _targets(vc: VarCollection) -> list[_load.Target]:
+    """Each variable once, taking an entry stored under any of its names."""
+    return [_load.Target(var.storage, var.name, var.names, spec=_spec(current(var.storage)))
+            for var in _variables(vc)]
+
+
+def _from_record(r: _format.Record, key: str) -> _load.Entry:
     if r.key_impl is not None:
         def make(like: Any) -> jax.Array:
             return jax.random.wrap_key_data(jnp.asarray(r.data), impl=r.key_impl)
-        return _Incoming(key, r.name, (f"key<{r.key_impl}>", r.shape), make)
-    return _Incoming(key, r.name, (r.dtype, r.shape), lambda like: _to_device(r.data, like))
+        return _load.Entry(key, r.name, make, _load.Spec(r.shape, f"key<{r.key_impl}>"))
+    return _load.Entry(key, r.name, lambda like: _to_device(r.data, like),
+                       _load.Spec(tuple(r.shape), _format.DTYPES.get(r.dtype, r.dtype)))
 
 
-def _from_value(name: str, value: Any, key: str) -> _Incoming:
+def _from_value(name: str, value: Any, key: str) -> _load.Entry:
     if isinstance(value, jax.Array):  # used as it is: no copy
-        return _Incoming(key, name, _spec(value), lambda like: value)
-    return _Incoming(key, name, _spec(value), lambda like: _to_device(np.asarray(value), like))
+        return _load.Entry(key, name, lambda like: value, _spec(value))
+    if hasattr(value, "shape") and hasattr(value, "dtype"):  # NumPy and other arrays
+        return _load.Entry(key, name, lambda like: _to_device(np.asarray(value), like),
+                           _spec(value))
+    # Python scalars and lists: converted as any assignment converts them (a scalar takes
+    # the variable's dtype).
+    return _load.Entry(key, name, lambda like: value)
 
 
-def _apply(vc: VarCollection, incoming: Sequence[_Incoming], *, strict: bool,
-           ignore_unexpected: bool, path: Optional[str], step: Optional[int]) -> RestoreReport:
-    """Match, check everything, then assign (all of it when ``strict``, else what fits)."""
-    mismatched: list[tuple[str, str]] = []
-    by_key: dict[str, _Incoming] = {}
-    for entry in incoming:
-        if entry.key in by_key:
-            mismatched.append((entry.stored, f"renamed to {entry.key!r}, the same name as "
-                               f"{by_key[entry.key].stored!r}"))
-        else:
-            by_key[entry.key] = entry
-    used = {entry.stored for entry in incoming if by_key.get(entry.key) is not entry}
-    plan: list[tuple[BaseVar, jax.Array]] = []
-    loaded: list[str] = []
-    missing: list[str] = []
-    for var in _variables(vc):
-        found = [by_key[n] for n in var.names if n in by_key]
-        if not found:
-            missing.append(var.name)
-            continue
-        entry = found[0]
-        used.update(e.stored for e in found)
-        for other in found[1:]:
-            mismatched.append((other.stored, f"is the same variable as {entry.stored!r} in "
-                               "the collection (its names are tied); only one can be loaded"))
-        current = var.storage._value
-        want = _spec(current)
-        if entry.spec != want:
-            mismatched.append((entry.stored, f"expected {_describe(want)}, "
-                               f"got {_describe(entry.spec)}"))
-            continue
-        try:
-            new = entry.make(current)
-            problem = mismatch(current, new)  # e.g. float64 read with 64-bit mode off
-        except Exception as e:  # conversion failed: report it with the rest
-            problem = f"cannot be converted ({type(e).__name__}: {e})"
-        if problem:
-            mismatched.append((entry.stored, problem))
-            continue
-        plan.append((var.storage, new))
-        loaded.append(entry.stored)
-    unexpected = [entry.stored for entry in incoming if entry.stored not in used]
-    report = RestoreReport(path, step, tuple(loaded), tuple(missing), tuple(unexpected),
-                           tuple(mismatched))
-    if strict and (missing or mismatched or (unexpected and not ignore_unexpected)):
-        raise CheckpointMismatchError(report)
-    for storage, new in plan:
-        storage.assign(new)
-    return report
+def _load_entries(vc: VarCollection, entries: Sequence[_load.Entry], *, what: str,
+                  strict: bool, ignore_unexpected: bool, path: Optional[str],
+                  step: Optional[int]) -> RestoreReport:
+    return _load.apply(_load.plan(_targets(vc), entries), what=what, strict=strict,
+                       allow_unexpected=ignore_unexpected,
+                       report=functools.partial(RestoreReport, path=path, step=step),
+                       error=CheckpointMismatchError, hint=_RENAME_HINT)
 
 
 # ----- public functions --------------------------------------------------------------------
@@ -257,10 +220,10 @@ def restore(path: PathOrFile, vc: Any, *, strict: bool = True, ignore_unexpected
         source = repr(source)
     step, records = _format.read(data, source)
     rename = as_rename_function(renamer)
-    incoming = [_from_record(r, rename(r.name)) for r in records]
+    entries = [_from_record(r, rename(r.name)) for r in records]
     name = None if _is_file(path) else os.fspath(path)  # type: ignore[arg-type]
-    return _apply(vc, incoming, strict=strict, ignore_unexpected=ignore_unexpected,
-                  path=name, step=step)
+    return _load_entries(vc, entries, what=f"restore({source})", strict=strict,
+                         ignore_unexpected=ignore_unexpected, path=name, step=step)
 
 
 def to_tree(vc: Any) -> dict[str, jax.Array]:
@@ -278,15 +241,22 @@ def from_tree(vc: Any, tree: Mapping[str, Any], *, strict: bool = True,
               renamer: Optional[RenameRules] = None) -> RestoreReport:
     """Assign ``{name: array}`` (as :func:`to_tree` returns) to the variables of ``vc``.
 
-    Same checks and arguments as :func:`restore`. JAX arrays are assigned as they are (no
-    copy); other arrays (NumPy) are put on the default device.
+    Same checks, arguments and report as :func:`restore`. JAX arrays are assigned as they
+    are (no copy); other arrays (NumPy) are put on the default device. Every array must
+    have the variable's exact dtype: a float64 NumPy array does not fit a float32 variable
+    (cast it first); a Python scalar takes the variable's dtype, as in any assignment.
+
+    Example::
+
+        tree = ckpt.to_tree(model.vars())
+        report = ckpt.from_tree(model.vars(), tree)   # report.ok
     """
     if not isinstance(tree, Mapping):
         raise TypeError(f"from_tree expects a dict of name -> array, got {type(tree).__name__}.")
     rename = as_rename_function(renamer)
-    incoming = [_from_value(name, value, rename(name)) for name, value in tree.items()]
-    return _apply(_as_collection(vc), incoming, strict=strict,
-                  ignore_unexpected=ignore_unexpected, path=None, step=None)
+    entries = [_from_value(name, value, rename(name)) for name, value in tree.items()]
+    return _load_entries(_as_collection(vc), entries, what="from_tree", strict=strict,
+                         ignore_unexpected=ignore_unexpected, path=None, step=None)
 
 
 # ----- Objax names -------------------------------------------------------------------------

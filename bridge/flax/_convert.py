@@ -52,16 +52,28 @@ def load_linen_variables(vc: VarCollection, variables: Mapping[str, Any], strict
     The naming style ("setup" or "compact") is chosen automatically as the one that fits
     unless ``rules`` names one. The arrays are assigned as they are (no copy).
 
+    Every entry must have the variable's shape (in Linen's layout) and exact dtype: a
+    float64 NumPy array does not fit a float32 variable (cast it first), as for any
+    assignment and checkpoint restore.
+
     Args:
       vc: the variables to fill.
       variables: ``{'params': ..., 'batch_stats': ..., ...}``.
       strict: if any entry is missing, unexpected, or of the wrong shape or dtype, raise
-        a ``ValueError`` listing all of them and assign nothing. With ``strict=False``
-        the entries that fit are assigned and the rest reported.
+        ``bridge.interop.LoadMismatchError`` (a ``ValueError``) listing all of them and
+        assign nothing. With ``strict=False`` the entries that fit are assigned and the
+        rest reported.
       rules: ``Rule``s, ``Layer``s and presets (see ``bridge.interop``).
 
     Returns:
-      A ``LoadReport`` (``loaded``, ``missing``, ``unexpected``, ``mismatched``).
+      A ``LoadReport``: ``loaded`` and ``missing`` (variable names), ``unexpected``
+      (library keys), ``mismatched`` (``(variable name, reason)`` pairs), ``sources``
+      (``{variable name: library key}``), ``ok``, ``describe()``.
+
+    Example::
+
+        report = bridge.flax.load_linen_variables(model.vars(), variables, strict=False)
+        report.missing        # ('(Sequential)[0](Linear).b',)
     """
     flat = _engine.flatten_linen(variables, "load_linen_variables")
     return _engine.load(vc, flat, "linen", strict, rules, "load_linen_variables")
@@ -123,13 +135,13 @@ def _nnx_flat(state: Any) -> dict[str, Any]:
     return {"/".join(map(str, path)): leaf for path, leaf in nnx.to_flat_state(state)}
 
 
-def _check_nnx_type(target: Any, leaf: Any) -> str:
+def _check_nnx_type(var: Any, leaf: Any) -> str:
     if not isinstance(leaf, nnx.Variable):
         return ""
-    if isinstance(target.var, TrainVar) and not isinstance(leaf, nnx.Param):
+    if isinstance(var, TrainVar) and not isinstance(leaf, nnx.Param):
         return f"expected an nnx.Param for a TrainVar, got {type(leaf).__name__}"
-    if not isinstance(target.var, TrainVar) and isinstance(leaf, nnx.Param):
-        return f"expected a non-Param NNX variable for a {type(target.var).__name__}, got Param"
+    if not isinstance(var, TrainVar) and isinstance(leaf, nnx.Param):
+        return f"expected a non-Param NNX variable for a {type(var).__name__}, got Param"
     return ""
 
 

@@ -46,17 +46,20 @@ def load_haiku_params(vc: VarCollection, params: Tree, state: Optional[Tree] = N
     loaded; ``hidden`` and ``counter`` are consumed. With ``state=None`` only parameters
     are loaded and variables that would come from the state are not reported missing.
 
+    Every entry must have the variable's shape (in Haiku's layout) and exact dtype: a
+    float64 NumPy array does not fit a float32 variable (cast it first).
+
     Args:
       vc: the variables to fill.
       params: Haiku parameters ``{module name: {name: array}}``.
       state: Haiku state, or ``None``.
       strict: if any entry is missing, unexpected, or of the wrong shape or dtype, raise
-        a ``ValueError`` listing all of them and assign nothing; with ``strict=False``
-        load what fits and report the rest.
+        ``bridge.interop.LoadMismatchError`` (a ``ValueError``) listing all of them and
+        assign nothing; with ``strict=False`` load what fits and report the rest.
       rules: ``Rule``s, ``Layer``s and presets (see ``bridge.interop``).
 
     Returns:
-      A ``LoadReport``.
+      A ``LoadReport`` (see ``bridge.flax.load_linen_variables``).
 
     Example::
 

@@ -10,17 +10,25 @@ The library-independent engine behind ``bridge.flax`` and ``bridge.haiku`` conve
 * ``Rule``: a user name rule (pattern → name, optional value transform), ``Layer`` and
   ``Leaf``: how a kind of layer is named in each scheme (``LAYERS`` are the built-ins);
   presets ``"setup"``, ``"compact"``, ``"mlp"`` (see docs/interop.md);
-* ``LoadReport``: what a non-strict load did; ``HAIKU_EMA_COUNTER``.
+* ``LoadReport``: what a load did (the report of every load, checkpoint restores
+  included); ``LoadMismatchError``: what a strict load raises (a ``ValueError`` carrying
+  the report); ``HAIKU_EMA_COUNTER``.
 """
 
 from __future__ import annotations
 
-from bridge.interop._engine import LoadReport, RulesArg, port, targets_for_export
+from bridge.interop._engine import (
+    LoadMismatchError,
+    LoadReport,
+    RulesArg,
+    port,
+    targets_for_export,
+)
 from bridge.interop._rules import HAIKU_EMA_COUNTER, LAYERS, PRESETS, Layer, Leaf, Rule
 from bridge.state import VarCollection
 
-__all__ = ["HAIKU_EMA_COUNTER", "LAYERS", "PRESETS", "Layer", "Leaf", "LoadReport", "Rule",
-           "port", "translate"]
+__all__ = ["HAIKU_EMA_COUNTER", "LAYERS", "PRESETS", "Layer", "Leaf", "LoadMismatchError",
+           "LoadReport", "Rule", "port", "translate"]
 
 
 def translate(vc: VarCollection, to: str, rules: RulesArg = None) -> dict[str, str]:

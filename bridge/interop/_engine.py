@@ -1,13 +1,14 @@
 """Converting a ``VarCollection`` to a library's variables and loading them back; porting.
 
 The library-specific modules (``bridge.flax._convert``, ``bridge.haiku._convert``) only
-flatten and unflatten their trees; everything else (names, layouts, strict checks,
-all-or-nothing assignment) happens here, in one pass over the leaves.
+flatten and unflatten their trees. Here are the names and layouts of every scheme; loads
+hand the translated targets to the state layer's load engine (``bridge.state._load``),
+which checks everything, reports and assigns, exactly as checkpoint restores do.
 """
 
 from __future__ import annotations
 
-import difflib
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
@@ -16,37 +17,17 @@ import numpy as np
 
 from bridge.interop import _names as nm
 from bridge.interop._rules import PRESETS, Layer, Rule
-from bridge.state import TrainVar, VarCollection
-from bridge.state._variables import mismatch
+from bridge.state import BaseVar, TrainVar, VarCollection, _load
+from bridge.state._access import current, storage_of
+from bridge.state._load import _NEAREST_LIMIT, LoadMismatchError, LoadReport, nearest
+from bridge.state._variables import dtype_of, mismatch
 
-__all__ = ["LoadReport", "RulesArg", "export", "load", "port", "flatten_linen",
-           "unflatten_linen", "flatten_haiku", "unflatten_haiku"]
+__all__ = ["LoadMismatchError", "LoadReport", "RulesArg", "export", "load", "port",
+           "flatten_linen", "unflatten_linen", "flatten_haiku", "unflatten_haiku"]
 
 RulesArg = Union[None, str, Rule, Layer, Iterable[Union[str, Rule, Layer]]]
-_NEAREST_LIMIT = 50  # entries that get "nearest" suggestions in one message
-
-
-@dataclass(frozen=True)
-class LoadReport:
-    """What a load did. ``strict=True`` raises instead of returning a report with problems.
-
-    Attributes:
-      loaded: names of the variables that were assigned.
-      missing: variables whose entry was absent (left unchanged).
-      unexpected: library keys that no variable asked for (ignored).
-      mismatched: variables whose entry had the wrong shape, dtype or type (unchanged),
-        with the reason: ``"name: reason"``.
-    """
-
-    loaded: tuple[str, ...] = ()
-    missing: tuple[str, ...] = ()
-    unexpected: tuple[str, ...] = ()
-    mismatched: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        """Everything fitted: nothing missing, unexpected or mismatched."""
-        return not (self.missing or self.unexpected or self.mismatched)
+_RENAME_HINT = ("(if the names differ, give rules that map the variables onto the entries: "
+                "bridge.interop.Rule)")
 
 
 # ----- rules argument ---------------------------------------------------------------------
@@ -79,15 +60,10 @@ def _options(rules: RulesArg) -> _Options:
     return out
 
 
-def _nearest(word: str, pool: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, pool, n=3, cutoff=0.5)
-    return f"; nearest: {', '.join(map(repr, close))}" if close else ""
-
-
 def _check_rules_used(rules: list[Rule], used: set[int], names: Sequence[str], what: str) -> None:
     unused = [r for r in rules if id(r) not in used]
     if unused:
-        lines = [f"  {r!r}{_nearest(r.source, names)}" for r in unused]
+        lines = [f"  {r!r}{nearest(r.source, names)}" for r in unused]
         raise ValueError(f"{what}: these rules matched no name (nothing was converted):\n"
                          + "\n".join(lines))
 
@@ -114,17 +90,50 @@ class _Target:
     def from_lib(self, x: Any) -> Any:
         if self.by_rule:
             return self.inverse(x) if self.inverse else x
-        return nm.relayout(x, self.dst_layout, self.src_layout, rank=np.ndim(self.var._value))
+        return nm.relayout(x, self.dst_layout, self.src_layout, rank=np.ndim(current(self.var)))
 
     def lib_shape(self) -> tuple[int, ...]:
-        return nm.layout_shape(tuple(np.shape(self.var._value)), self.src_layout, self.dst_layout)
+        return nm.layout_shape(tuple(np.shape(current(self.var))), self.src_layout,
+                               self.dst_layout)
+
+    def load_target(self) -> _load.Target:
+        """This variable as the load engine takes it.
+
+        Where the library lays the value out differently (``Conv2D.b`` is ``(C,)`` in
+        Linen), an entry must have the variable's shape in the library's layout and its
+        dtype before it is reshaped, so that the report speaks of the library's shapes.
+        Elsewhere the variable's own check says the same, and a user rule's transform may
+        change anything, so no early check is made.
+        """
+        spec, convert = None, self.from_lib
+        if not self.by_rule:
+            if self.src_layout != self.dst_layout:
+                spec = _load.Spec(self.lib_shape(), dtype_of(current(self.var)))
+            else:
+                convert = None
+        return _load.Target(self.var, self.name, (self.key,), spec, convert,
+                            tuple(self.extras))
+
+
+class _Targets(list):
+    """The targets of one translation (a list of ``_Target``)."""
+
+    @functools.cached_property
+    def duplicates(self) -> list[str]:
+        """``"  key: from A and B"`` for each library key that several variables become.
+
+        Computed once per translation: translations are cached, and an export must not
+        pay for this check again.
+        """
+        shared = _load.shared_names((t.name, (t.key, *t.extras)) for t in self)
+        return [f"  {key}: from {' and '.join(names)}" for key, names in shared.items()]
 
 
 # Translating names is most of a conversion's cost, and a program converts the same
 # collection again and again (every checkpoint, every export): remember the last few
 # translations made with the built-in rules. The key holds each variable's identity, and
 # the cached targets hold the variables, so an identity cannot be reused while cached.
-_TARGET_CACHE: OrderedDict[tuple, list[_Target]] = OrderedDict()
+_TARGET_CACHE: OrderedDict[tuple, _Targets] = OrderedDict()
 _TARGET_CACHE_SIZE = 32
 _DEFAULT_TABLE = nm.Table(())
 
@@ -134,7 +143,7 @@ def _table(opts: _Options) -> nm.Table:
 
 
 def _targets(vc: VarCollection, scheme: str, opts: _Options, style: str, mlp: bool,
-             table: nm.Table, used: set[int]) -> list[_Target]:
+             table: nm.Table, used: set[int]) -> _Targets:
     if opts.rules or opts.layers:
         return _translate(vc, scheme, opts, style, mlp, table, used)
     key = (scheme, style, mlp, tuple((k, id(v)) for k, v in vc.items()))
@@ -150,12 +159,12 @@ def _targets(vc: VarCollection, scheme: str, opts: _Options, style: str, mlp: bo
 
 
 def _translate(vc: VarCollection, scheme: str, opts: _Options, style: str, mlp: bool,
-               table: nm.Table, used: set[int]) -> list[_Target]:
+               table: nm.Table, used: set[int]) -> _Targets:
     namer = nm.ObjaxNamer("nnx" if scheme == "nnx" else style, table)
     names = vc.names()
     out = []
     for v in vc:
-        storage = v._storage()
+        storage = storage_of(v)
         name = names[id(storage)]
         rule = None
         for r in opts.rules:
@@ -195,18 +204,7 @@ def _translate(vc: VarCollection, scheme: str, opts: _Options, style: str, mlp: 
             key, extras = nm.haiku_keys(entry, table, mlp)
             dst = spec.haiku_layout if spec else None
         out.append(_Target(name, storage, key, src, dst, extras, entry=entry))
-    return out
-
-
-def _duplicates(targets: list[_Target]) -> list[str]:
-    seen: dict[str, str] = {}
-    dup = []
-    for t in targets:
-        for k in [t.key, *t.extras]:
-            if k in seen and seen[k] != t.name:
-                dup.append(f"  {k}: from both {seen[k]} and {t.name}")
-            seen.setdefault(k, t.name)
-    return dup
+    return _Targets(out)
 
 
 def _profiles(scheme: str, opts: _Options) -> list[tuple[str, bool]]:
@@ -227,13 +225,13 @@ def export(vc: VarCollection, scheme: str, rules: RulesArg, what: str) -> dict[s
     used: set[int] = set()
     targets = _targets(vc, scheme, opts, style, mlp, table, used)
     _check_rules_used(opts.rules, used, list(vc.keys()), what)
-    dup = _duplicates(targets)
+    dup = targets.duplicates
     if dup:
         raise ValueError(f"{what}: several variables translate to the same name; add rules "
                          "to tell them apart:\n" + "\n".join(dup))
     flat: dict[str, Any] = {}
     for t in targets:
-        value = t.to_lib(t.var._value)
+        value = t.to_lib(current(t.var))
         flat[t.key] = value
         if t.extras:
             flat[t.extras[0]], flat[t.extras[1]] = nm.ema_extras(value)
@@ -252,119 +250,56 @@ def targets_for_export(vc: VarCollection, scheme: str, rules: RulesArg) -> list[
 
 
 # ----- load -------------------------------------------------------------------------------
-@dataclass
-class _Plan:
-    targets: list[_Target]
-    assign: list[tuple[_Target, Any]]
-    missing: list[_Target]
-    unexpected: list[str]
-    mismatched: list[tuple[_Target, str]]
-    duplicates: list[str]
-
-    @property
-    def score(self) -> int:
-        return (len(self.missing) + len(self.unexpected) + len(self.mismatched)
-                + 1000 * len(self.duplicates))
-
-
-def _plan(targets: list[_Target], flat: Mapping[str, Any],
-          check: Optional[Callable[[_Target, Any], str]],
-          value_of: Callable[[Any], Any], ignore: Callable[[str], bool]) -> _Plan:
-    used: set[str] = set()
-    assign, missing, mismatched = [], [], []
-    for t in targets:
-        if t.key not in flat:
-            if not ignore(t.key):
-                missing.append(t)
-            continue
-        used.add(t.key)
-        used.update(t.extras)
-        leaf = flat[t.key]
-        problem = check(t, leaf) if check else ""
-        value = value_of(leaf)
-        if not problem:
-            if t.by_rule:
-                value = t.from_lib(value)
-                problem = mismatch(t.var._value, value)
-            else:
-                problem = _lib_mismatch(t, value)
-                if not problem:
-                    value = t.from_lib(value)
-        if problem:
-            mismatched.append((t, problem))
-        else:
-            assign.append((t, value))
-    unexpected = [k for k in flat if k not in used]
-    return _Plan(targets, assign, missing, unexpected, mismatched, _duplicates(targets))
-
-
-def _lib_mismatch(t: _Target, value: Any) -> str:
-    want_shape, got_shape = t.lib_shape(), tuple(np.shape(value))
-    if want_shape != got_shape:
-        return f"expected shape {want_shape}, got {got_shape}"
-    return mismatch(np.zeros((), t.var._value.dtype), np.zeros((), _dtype(value)))
-
-
-def _dtype(x: Any) -> Any:
-    dtype = getattr(x, "dtype", None)
-    return dtype if dtype is not None else np.asarray(x).dtype
+def _score(plan: _load.Plan) -> int:
+    # A profile under which two variables take one entry is wrong, however well the rest
+    # fits: rank it below any profile without such a clash.
+    return plan.problems + 1000 * plan.conflicts
 
 
 def load(vc: VarCollection, flat: Mapping[str, Any], scheme: str, strict: bool,
-         rules: RulesArg, what: str, *, check: Optional[Callable[[_Target, Any], str]] = None,
+         rules: RulesArg, what: str, *, check: Optional[Callable[[BaseVar, Any], str]] = None,
          value_of: Callable[[Any], Any] = lambda x: x,
          ignore: Callable[[str], bool] = lambda key: False) -> LoadReport:
-    """Assign the entries of ``flat`` to the variables of ``vc``, all or nothing if strict.
+    """Assign the entries of ``flat`` (``{library key: leaf}``) to the variables of ``vc``.
 
-    ``ignore(key)`` tells which absent keys are not "missing" (Haiku state not given).
+    The naming profiles of ``scheme`` (Linen "setup"/"compact", Haiku with or without the
+    "mlp" naming) are tried in turn and the one that fits best is loaded, all or nothing
+    when ``strict`` (see ``bridge.state._load.apply``).
+
+    Args:
+      check: ``(variable, leaf) -> problem`` ('' when it fits), e.g. NNX variable types.
+      value_of: the array a leaf holds (an ``nnx.Variable``'s value).
+      ignore: keys that are not "missing" when absent (Haiku state not given).
+
+    Returns:
+      The ``LoadReport`` (variables by their collection name, entries by library key).
+
+    Raises:
+      LoadMismatchError: strict and something does not fit (nothing assigned).
     """
     vc = _as_vc(vc, what)
     opts = _options(rules)
     table = _table(opts)
-    best: Optional[_Plan] = None
+    entries = [_entry(key, leaf, check, value_of) for key, leaf in flat.items()]
+    best: Optional[_load.Plan] = None
     used: set[int] = set()
     for style, mlp in _profiles(scheme, opts):
         targets = _targets(vc, scheme, opts, style, mlp, table, used)
-        plan = _plan(targets, flat, check, value_of, ignore)
-        if best is None or plan.score < best.score:
+        plan = _load.plan([t.load_target() for t in targets
+                           if t.key in flat or not ignore(t.key)], entries)
+        if best is None or _score(plan) < _score(best):
             best = plan
-        if best.score == 0:
+        if _score(best) == 0:
             break
     assert best is not None
     _check_rules_used(opts.rules, used, list(vc.keys()), what)
-    if best.duplicates:
-        raise ValueError(f"{what}: nothing was loaded: several variables translate to the "
-                         "same name; add rules to tell them apart:\n" + "\n".join(best.duplicates))
-    if strict and best.score:
-        raise ValueError(_message(what, best))
-    for t, value in best.assign:
-        t.var.assign(value)
-    return LoadReport(
-        loaded=tuple(t.name for t, _ in best.assign),
-        missing=tuple(t.name for t in best.missing),
-        unexpected=tuple(best.unexpected),
-        mismatched=tuple(f"{t.name}: {p}" for t, p in best.mismatched))
+    return _load.apply(best, what=what, strict=strict, hint=_RENAME_HINT)
 
 
-def _message(what: str, plan: _Plan) -> str:
-    lines = [f"{what}: nothing was loaded because the entries do not fit the variables "
-             "(pass strict=False to load the entries that fit):"]
-    missing_keys = [t.key for t in plan.missing]
-    if plan.missing:
-        lines.append(f"  missing ({len(plan.missing)}): expected by a variable, absent:")
-        for i, t in enumerate(plan.missing):
-            near = _nearest(t.key, plan.unexpected) if i < _NEAREST_LIMIT else ""
-            lines.append(f"    {t.key}  (for {t.name}){near}")
-    if plan.unexpected:
-        lines.append(f"  unexpected ({len(plan.unexpected)}): no variable takes them:")
-        for i, key in enumerate(plan.unexpected):
-            near = _nearest(key, missing_keys) if i < _NEAREST_LIMIT else ""
-            lines.append(f"    {key}{near}")
-    if plan.mismatched:
-        lines.append(f"  mismatched ({len(plan.mismatched)}): wrong shape, dtype or type:")
-        for t, problem in plan.mismatched:
-            lines.append(f"    {t.key}  (for {t.name}): {problem}")
-    return "\n".join(lines)
+def _entry(key: str, leaf: Any, check: Optional[Callable[[BaseVar, Any], str]],
+           value_of: Callable[[Any], Any]) -> _load.Entry:
+    kind = None if check is None else (lambda var: check(var, leaf))
+    return _load.Entry(key, key, lambda like: value_of(leaf), check=kind)
 
 
 def _as_vc(vc: Any, what: str) -> VarCollection:
@@ -538,20 +473,15 @@ def _port_flat(flat: Mapping[str, Any], from_: str, to: str, opts: _Options, tab
         missing = [k for k in like if k not in out]
         unexpected = [k for k in out if k not in like]
         for i, key in enumerate(missing):
-            near = _nearest(key, unexpected) if i < _NEAREST_LIMIT else ""
+            near = nearest(key, unexpected) if i < _NEAREST_LIMIT else ""
             problems.append(f"  missing: {key}{near}")
         for i, key in enumerate(unexpected):
-            near = _nearest(key, missing) if i < _NEAREST_LIMIT else ""
+            near = nearest(key, missing) if i < _NEAREST_LIMIT else ""
             problems.append(f"  unexpected: {key} (from {origin[key]}){near}")
         for key, value in out.items():
-            if key in like:
-                ref = like[key]
-                if tuple(np.shape(ref)) != tuple(np.shape(value)):
-                    problems.append(f"  mismatched: {key} (from {origin[key]}): expected shape "
-                                    f"{tuple(np.shape(ref))}, got {tuple(np.shape(value))}")
-                elif np.dtype(_dtype(ref)) != np.dtype(_dtype(value)):
-                    problems.append(f"  mismatched: {key} (from {origin[key]}): expected dtype "
-                                    f"{_dtype(ref)}, got {_dtype(value)}")
+            problem = mismatch(like[key], value) if key in like else ""
+            if problem:
+                problems.append(f"  mismatched: {key} (from {origin[key]}): {problem}")
     return out, problems
 
 

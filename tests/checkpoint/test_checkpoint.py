@@ -281,7 +281,9 @@ def test_restore_matches_a_variable_by_any_of_its_names(tmp_path):
     # The same variables, first listed under another name.
     vc = bridge.VarCollection({"(Head).w": fresh.w}) + fresh.vars()
     report = ckpt.restore(path, vc)
-    assert report.loaded == ("(Tied).w", "(Tied).b")
+    # Variables are reported by their (first) name in the collection, entries as stored.
+    assert report.loaded == ("(Head).w", "(Tied).b")
+    assert report.sources == {"(Head).w": "(Tied).w", "(Tied).b": "(Tied).b"}
     np.testing.assert_array_equal(fresh.w.value, Tied(0).w.value)
 
 
@@ -436,9 +438,9 @@ def test_mismatched_checkpoint_lists_every_problem_and_assigns_nothing(tmp_path)
     with pytest.raises(ckpt.CheckpointMismatchError) as info:
         ckpt.restore(path, vc)
     message = str(info.value)
-    for text in ["nothing was restored", "missing", "(Other).new", "unexpected",
-                 "(Other).old", "(Other).shape", "expected float32 (2, 3), got float32 (3, 2)",
-                 "(Other).dtype", "expected int32 (4,), got float32 (4,)"]:
+    for text in ["nothing was loaded", "missing", "(Other).new", "unexpected",
+                 "(Other).old", "(Other).shape: expected shape (2, 3), got (3, 2)",
+                 "(Other).dtype: expected dtype int32, got float32"]:
         assert text in message
     assert "(Other).same" not in message
     report = info.value.report
@@ -501,15 +503,106 @@ def test_float64_entry_does_not_fit_a_float32_variable(tmp_path):
     with jax.enable_x64(True):
         ckpt.save(path, bridge.VarCollection({"w": bridge.StateVar(jnp.ones(3, jnp.float64))}))
     vc = bridge.VarCollection({"w": bridge.StateVar(jnp.zeros(3))})
-    with pytest.raises(ckpt.CheckpointMismatchError, match="expected float32 .*got float64"):
+    with pytest.raises(ckpt.CheckpointMismatchError, match="expected dtype float32, got float64"):
         ckpt.restore(path, vc)
 
 
 def test_typed_key_entry_does_not_fit_a_legacy_key_variable(tmp_path):
     path = path_for(tmp_path, "msgpack")
     ckpt.save(path, bridge.VarCollection({"k": bridge.StateVar(jax.random.key(0))}))
-    with pytest.raises(ckpt.CheckpointMismatchError, match="expected uint32 .*key<"):
+    with pytest.raises(ckpt.CheckpointMismatchError,
+                       match="expected dtype uint32, got key<threefry2x32>"):
         ckpt.restore(path, bridge.VarCollection({"k": bridge.RandomState(0)}))
+
+
+def test_strict_restore_error_report_has_nothing_loaded_and_hints_at_renamer(tmp_path):
+    path = saved_other(tmp_path)
+    with pytest.raises(ckpt.CheckpointMismatchError) as info:
+        ckpt.restore(path, Other().vars())
+    assert isinstance(info.value.report, ckpt.RestoreReport)
+    assert info.value.report.loaded == () and info.value.report.path == path
+    assert str(info.value).startswith(f"restore({path!r}): nothing was loaded")
+    assert "pass `renamer=`" in str(info.value)
+    assert "(Other).new; nearest: '(Other).old'" in str(info.value)
+
+
+def test_checkpoint_mismatch_error_survives_pickling(tmp_path):
+    import pickle
+
+    with pytest.raises(ckpt.CheckpointMismatchError) as info:
+        ckpt.restore(saved_other(tmp_path), Other().vars())
+    again = pickle.loads(pickle.dumps(info.value))
+    assert type(again) is ckpt.CheckpointMismatchError
+    assert again.report == info.value.report and str(again) == str(info.value)
+
+
+def test_non_strict_restore_assigns_what_fits_with_one_commit(tmp_path, monkeypatch):
+    from bridge.state import _load
+
+    calls = []
+    real = _load.commit
+    monkeypatch.setattr(_load, "commit", lambda *a, **k: (calls.append(a[0]), real(*a, **k)))
+    path = saved_other(tmp_path)
+    model = Other()
+    report = ckpt.restore(path, model.vars(), strict=False)
+    assert report.loaded == ("(Other).same",) and len(calls) == 1 and len(calls[0]) == 1
+
+
+def test_failing_read_of_the_last_entry_leaves_every_variable_unchanged(tmp_path, monkeypatch):
+    from bridge.checkpoint import _core
+
+    path = path_for(tmp_path, "msgpack")
+    ckpt.save(path, Tied(0).vars())
+    vc = Tied(1).vars()
+    before = snapshot(vc)
+    real = _core._to_device
+    calls = []
+
+    def to_device(arr, like):
+        calls.append(1)
+        if len(calls) == len(list(vc)):
+            raise OSError("device lost")
+        return real(arr, like)
+
+    monkeypatch.setattr(_core, "_to_device", to_device)
+    with pytest.raises(ckpt.CheckpointMismatchError,
+                       match=r"\(Tied\)\.b: cannot be converted \(OSError: device lost\)"):
+        ckpt.restore(path, vc)
+    assert len(calls) == 2
+    assert_unchanged(vc, before)
+
+
+class _Unreadable:
+    """Looks like a float32 array of shape (4,) but cannot be read."""
+
+    shape, dtype = (4,), np.dtype("float32")
+
+    def __array__(self, dtype=None, copy=None):
+        raise OSError("remote array went away")
+
+
+def test_from_tree_with_an_unreadable_last_value_changes_nothing():
+    vc = Saved().vars()
+    before = snapshot(vc)
+    tree = ckpt.to_tree(vc)
+    tree["(Saved).dtype"] = _Unreadable()  # the "dtype" variable is float32 (4,)
+    with pytest.raises(ckpt.CheckpointMismatchError, match="remote array went away"):
+        ckpt.from_tree(vc, tree)
+    assert_unchanged(vc, before)
+
+
+def test_from_tree_refuses_float64_numpy_for_a_float32_variable_naming_both_dtypes():
+    vc = bridge.VarCollection({"w": bridge.TrainVar(jnp.zeros(3))})
+    before = snapshot(vc)
+    report = ckpt.from_tree(vc, {"w": np.zeros(3, np.float64)}, strict=False)
+    assert report.mismatched == (("w", "expected dtype float32, got float64"),)
+    assert_unchanged(vc, before)
+
+
+def test_from_tree_python_scalar_takes_the_variables_dtype():
+    vc = bridge.VarCollection({"count": bridge.StateVar(jnp.zeros((), jnp.int32))})
+    assert ckpt.from_tree(vc, {"count": 7}).ok
+    assert vc["count"].value.dtype == jnp.int32 and int(vc["count"].value) == 7
 
 
 # ----- atomic writes -------------------------------------------------------------------------

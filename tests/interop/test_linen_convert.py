@@ -153,7 +153,8 @@ def test_non_strict_load_assigns_what_fits_and_reports_the_rest():
     assert report.loaded == ("(Sequential)[0](Linear).w", "(Sequential)[2](Linear).b")
     assert report.missing == ("(Sequential)[0](Linear).b",)
     assert report.unexpected == ("extra/x",)
-    assert report.mismatched == ("(Sequential)[2](Linear).w: expected shape (8, 4), got (4, 8)",)
+    assert report.mismatched == (
+        ("(Sequential)[2](Linear).w", "expected shape (8, 4), got (4, 8)"),)
     assert not report.ok
 
 
