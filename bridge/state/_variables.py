@@ -101,7 +101,8 @@ def prepare(var: BaseVar, tensor: Any, check: bool = True) -> tuple[BaseVar, Any
             "hand the variables traced values and take the new ones back")
     # An array is checked as it comes (NumPy's float64 is not float32); Python scalars and
     # lists are converted as JAX converts them, then checked.
-    if check and _is_array(tensor):
+    checked = check and _is_array(tensor)
+    if checked:
         problem = mismatch(current, tensor)
         if problem:
             return storage, tensor, problem
@@ -109,7 +110,9 @@ def prepare(var: BaseVar, tensor: Any, check: bool = True) -> tuple[BaseVar, Any
         value = _as_array(tensor, like=current)
     except (TypeError, ValueError) as e:
         return storage, tensor, f"expected an array, got {type(tensor).__name__} ({e})"
-    return storage, value, mismatch(current, value) if check else ""
+    if not check or (checked and value is tensor):  # a JAX array is stored as it came
+        return storage, value, ""
+    return storage, value, mismatch(current, value)
 
 
 def _is_array(x: Any) -> bool:
