@@ -38,7 +38,7 @@ from flax.errors import InvalidRngError
 from bridge.interop._tree_module import TreeModule, key_name, path_name
 from bridge.pure import functionalize
 from bridge.state import BaseVar, RandomState, StateVar, TrainVar, VarCollection
-from bridge.state._access import commit, read, split_key, storages
+from bridge.state._access import read, split_key, storages
 from bridge.state._module import module_vars
 
 __all__ = ["FlaxModule", "NNXModule", "to_linen"]
@@ -149,16 +149,7 @@ class FlaxModule(TreeModule):
                         or match.group(1) in self._rng_streams:
                     raise
                 self._rng_streams = tuple(sorted(self._rng_streams + (match.group(1),)))
-        changed = self._changed_state(updates, values) if updates else {}
-        targets = [self._leaves[i] for i in changed]
-        names = [self._names[i] for i in changed]
-        new = list(changed.values())
-        if next_key is not None:
-            targets.append(self.rng)
-            names.append("rng")
-            new.append(next_key)
-        if targets:
-            commit(targets, new, owner="FlaxModule", names=names)
+        self._commit_call(self._changed_state(updates, values) if updates else {}, next_key)
         return out
 
     def _changed_state(self, updates: Mapping[str, Any], values: list) -> dict[int, Any]:
@@ -286,12 +277,9 @@ class NNXModule(TreeModule):
         if treedef != self._treedef:
             raise ValueError("NNXModule: the module changed the structure of its state during "
                              "the call (variables added or removed); that is not supported.")
-        changed = [i for i, (old, leaf) in enumerate(zip(values, new)) if leaf is not old]
-        if changed:
-            commit([self._leaves[i] for i in changed],
-                   [jax.random.key_data(new[i]) if i in self._key_impls else new[i]
-                    for i in changed],
-                   owner="NNXModule", names=[self._names[i] for i in changed])
+        self._commit_call({i: jax.random.key_data(leaf) if i in self._key_impls else leaf
+                           for i, (old, leaf) in enumerate(zip(values, new))
+                           if leaf is not old})
         return out
 
     def __repr__(self) -> str:

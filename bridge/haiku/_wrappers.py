@@ -26,7 +26,7 @@ import jax
 from bridge.interop._tree_module import TreeModule, path_name
 from bridge.pure import functionalize
 from bridge.state import BaseVar, RandomState, StateVar, TrainVar, VarCollection
-from bridge.state._access import commit, read, split_key, storages
+from bridge.state._access import read, split_key, storages
 from bridge.state._module import module_vars
 
 __all__ = ["HaikuModule", "to_haiku"]
@@ -142,20 +142,12 @@ class HaikuModule(TreeModule):
                 if self._needs_rng or not self._takes_rng or not _missing_rng(e):
                     raise
                 self._needs_rng = True
-        targets, names, new = [], [], []
+        changed = {}
         if self._with_state:
             out, new_state = out
-            for i, leaf in enumerate(self._state_leaves(new_state, values), start=n):
-                if leaf is not values[i]:
-                    targets.append(self._leaves[i])
-                    names.append(self._names[i])
-                    new.append(leaf)
-        if next_key is not None:
-            targets.append(self.rng)
-            names.append("rng")
-            new.append(next_key)
-        if targets:
-            commit(targets, new, owner="HaikuModule", names=names)
+            changed = {i: leaf for i, leaf in enumerate(
+                self._state_leaves(new_state, values), start=n) if leaf is not values[i]}
+        self._commit_call(changed, next_key)
         return out
 
     def _state_leaves(self, new_state: Mapping, values: list) -> list:

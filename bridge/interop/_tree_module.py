@@ -8,12 +8,12 @@ with a precomputed treedef, and the names follow the contract the converters rea
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import jax
 
 from bridge.state import BaseVar, Module, VarCollection
-from bridge.state._access import set_label
+from bridge.state._access import commit, set_label
 
 __all__ = ["TreeModule", "key_name", "path_name"]
 
@@ -49,6 +49,19 @@ class TreeModule(Module):
         self._leaves = [var for _, var in named]
         for name, var in named:
             set_label(var, f"({type(self).__name__}).{name}")
+
+    def _commit_call(self, changed: Mapping[int, Any], next_key: Optional[Any] = None) -> None:
+        """Write what one call changed, all or nothing: ``{leaf index: new value}`` and,
+        when the call drew random numbers, the next key of ``self.rng``."""
+        targets = [self._leaves[i] for i in changed]
+        names = [self._names[i] for i in changed]
+        new = list(changed.values())
+        if next_key is not None:
+            targets.append(self.rng)
+            names.append("rng")
+            new.append(next_key)
+        if targets:
+            commit(targets, new, owner=type(self).__name__, names=names)
 
     def vars(self, scope: str = "") -> VarCollection:
         prefix = f"{scope}({type(self).__name__})."
