@@ -12,6 +12,7 @@ from flax import nnx
 from flax.nnx import variablelib
 
 from bridge.interop import _engine
+from bridge.interop import _names as nm
 from bridge.interop._engine import LoadReport, RulesArg
 from bridge.state import RandomState, TrainVar, VarCollection
 
@@ -35,6 +36,11 @@ def to_linen_variables(vc: VarCollection, rules: RulesArg = None) -> dict[str, A
     Returns:
       A nested dict of the variables' arrays (the same objects; reshaped only where a
       layout differs, e.g. ``Conv2D.b`` ``(C, 1, 1)`` → ``(C,)``).
+
+    Raises:
+      ValueError: two variables translate to one name, or one's name would be a branch
+        holding another's (attributes ``a`` and ``a/b``: ``params/a``, ``params/a/b``);
+        rename one with a ``bridge.interop.Rule``. Nothing is built.
 
     Example::
 
@@ -107,15 +113,21 @@ def to_nnx_state(vc: VarCollection, rules: RulesArg = None) -> nnx.State:
     variable's ``nnx_type`` attribute when it has one; a ``RandomState`` becomes an
     ``nnx.RngKey`` holding a typed key. Values are the same arrays (keys excepted).
 
+    Only list items get int keys: an attribute named by digits (``'0'``, ``'01'``) keeps
+    its name, as in NNX. Where a user rule's target or an ``NNXModule``'s names (text)
+    hold a part such as ``'0'``, it is read as a list index, unless keys that are not
+    numbers sit beside it (then all are text). As for ``to_linen_variables``, a name that
+    would be a branch holding another's (``a`` and ``a/b``) raises a ``ValueError``.
+
     Example::
 
         nnx.update(nnx_model, bridge.flax.to_nnx_state(model.vars()))
     """
     targets = _engine.targets_for_export(vc, "nnx", rules)
     export = _engine.export(vc, "nnx", rules, "to_nnx_state")
+    paths = nm.nnx_state_paths([t.nnx_path() for t in targets])
     flat = {}
-    for t in targets:
-        path = tuple(int(p) if p.isdigit() else p for p in t.key.split("/"))
+    for t, path in zip(targets, paths):
         kind = _nnx_type(t)
         value = export[t.key]
         if issubclass(kind, nnx.RngKey) and not _is_key(value):
@@ -130,9 +142,10 @@ def _nnx_flat(state: Any) -> dict[str, Any]:
     if not isinstance(state, (nnx.State, Mapping)):
         raise TypeError(f"load_nnx_state: expected an nnx.State (`nnx.state(model)` or the "
                         f"second output of `nnx.split`), got {type(state).__name__}.")
-    if not isinstance(state, nnx.State):
-        state = nnx.State(state)
-    return {"/".join(map(str, path)): leaf for path, leaf in nnx.to_flat_state(state)}
+    # not nnx.to_flat_state: it sorts the paths, which fails where int and str keys meet
+    # under one parent, and entries are matched by their text anyway
+    return {"/".join(map(str, path)): leaf
+            for path, leaf in nnx.traversals.flatten_to_sequence(state)}
 
 
 def _check_nnx_type(var: Any, leaf: Any) -> str:

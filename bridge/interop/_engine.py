@@ -28,6 +28,9 @@ __all__ = ["LoadMismatchError", "LoadReport", "RulesArg", "export", "load", "por
 RulesArg = Union[None, str, Rule, Layer, Iterable[Union[str, Rule, Layer]]]
 _RENAME_HINT = ("(if the names differ, give rules that map the variables onto the entries: "
                 "bridge.interop.Rule)")
+# Schemes whose trees nest a flat key's parts: a key that another key extends
+# (``params/a``, ``params/a/b``) would have to be both a value and a branch there.
+_NESTED = {"linen": "a Linen variables dict", "nnx": "an nnx.State"}
 
 
 # ----- rules argument ---------------------------------------------------------------------
@@ -92,6 +95,13 @@ class _Target:
             return self.inverse(x) if self.inverse else x
         return nm.relayout(x, self.dst_layout, self.src_layout, rank=np.ndim(current(self.var)))
 
+    def nnx_path(self) -> tuple[Union[str, int], ...]:
+        """This variable's path in an ``nnx.State`` (``"/".join(map(str, path))`` is its key)."""
+        if self.entry is None:
+            # a user rule gives text only: read it as NNX writes its own paths
+            return tuple(nm.nnx_part(p) for p in self.key.split("/"))
+        return nm.nnx_path(self.entry)
+
     def lib_shape(self) -> tuple[int, ...]:
         return nm.layout_shape(tuple(np.shape(current(self.var))), self.src_layout,
                                self.dst_layout)
@@ -127,6 +137,38 @@ class _Targets(list):
         """
         shared = _load.shared_names((t.name, (t.key, *t.extras)) for t in self)
         return [f"  {key}: from {' and '.join(names)}" for key, names in shared.items()]
+
+    @functools.cached_property
+    def nesting_clashes(self) -> list[tuple[str, str, str, str]]:
+        """``(key, name, longer key, its name)`` for each key that another key extends.
+
+        Cached for the reason ``duplicates`` is.
+        """
+        return _nesting_clashes((t.key, t.name) for t in self)
+
+
+def _nesting_clashes(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str, str, str]]:
+    """``(key, name, longer key, its name)`` for each ``(key, name)`` whose key is a
+    '/'-prefix of another's (``params/a`` and ``params/a/b``)."""
+    owner = dict(pairs)
+    clashes = []
+    for key, name in owner.items():
+        cut = key.find("/")
+        while cut >= 0:
+            if key[:cut] in owner:
+                clashes.append((key[:cut], owner[key[:cut]], key, name))
+            cut = key.find("/", cut + 1)
+    return clashes
+
+
+def _clash_text(clashes: Iterable[tuple[str, str, str, str]], tree: str,
+                indent: str = "  ") -> str:
+    """Why ``tree`` cannot hold these pairs of variables, what to do, and the pairs."""
+    pairs = "\n".join(f"{indent}{key} (from {name}) and {longer} (from {longer_name})"
+                      for key, name, longer, longer_name in clashes)
+    return (f"{tree} cannot hold both variables of each pair below: the first one's key "
+            "would be a value and also the branch holding the second's; rename one of them "
+            f"with a rule (bridge.interop.Rule):\n{pairs}")
 
 
 # Translating names is most of a conversion's cost, and a program converts the same
@@ -229,6 +271,10 @@ def export(vc: VarCollection, scheme: str, rules: RulesArg, what: str) -> dict[s
     if dup:
         raise ValueError(f"{what}: several variables translate to the same name; add rules "
                          "to tell them apart:\n" + "\n".join(dup))
+    if scheme in _NESTED and targets.nesting_clashes:
+        # Refused rather than encoded: no Linen or NNX model has a value that is also a
+        # branch, and a key holding '/' (an encoding that would round-trip) fits none.
+        raise ValueError(f"{what}: " + _clash_text(targets.nesting_clashes, _NESTED[scheme]))
     flat: dict[str, Any] = {}
     for t in targets:
         value = t.to_lib(current(t.var))
@@ -281,19 +327,34 @@ def load(vc: VarCollection, flat: Mapping[str, Any], scheme: str, strict: bool,
     opts = _options(rules)
     table = _table(opts)
     entries = [_entry(key, leaf, check, value_of) for key, leaf in flat.items()]
-    best: Optional[_load.Plan] = None
+    best: Optional[tuple[_load.Plan, _Targets]] = None
     used: set[int] = set()
     for style, mlp in _profiles(scheme, opts):
         targets = _targets(vc, scheme, opts, style, mlp, table, used)
         plan = _load.plan([t.load_target() for t in targets
                            if t.key in flat or not ignore(t.key)], entries)
-        if best is None or _score(plan) < _score(best):
-            best = plan
-        if _score(best) == 0:
+        if best is None or _score(plan) < _score(best[0]):
+            best = (plan, targets)
+        if _score(best[0]) == 0:
             break
     assert best is not None
     _check_rules_used(opts.rules, used, list(vc.keys()), what)
-    return _load.apply(best, what=what, strict=strict, hint=_RENAME_HINT)
+    error: Callable[..., LoadMismatchError] = LoadMismatchError
+    if scheme in _NESTED:
+        # A tree the library made holds at most one of two such keys, so the other is
+        # "missing" however the tree is fixed: say why, and what to do instead.
+        absent = [c for c in best[1].nesting_clashes if c[0] not in flat or c[2] not in flat]
+        if absent:
+            error = functools.partial(_nesting_error, absent, _NESTED[scheme])
+    return _load.apply(best[0], what=what, strict=strict, hint=_RENAME_HINT, error=error)
+
+
+def _nesting_error(clashes: list[tuple[str, str, str, str]], tree: str, report: LoadReport,
+                   what: str, hint: str) -> LoadMismatchError:
+    """The strict load's error, with a note on variables that ``tree`` cannot hold both."""
+    error = LoadMismatchError(report, what, hint)
+    error.args = (f"{error.args[0]}\n  {_clash_text(clashes, tree, indent='    ')}",)
+    return error
 
 
 def _entry(key: str, leaf: Any, check: Optional[Callable[[BaseVar, Any], str]],
@@ -482,6 +543,12 @@ def _port_flat(flat: Mapping[str, Any], from_: str, to: str, opts: _Options, tab
             problem = mismatch(like[key], value) if key in like else ""
             if problem:
                 problems.append(f"  mismatched: {key} (from {origin[key]}): {problem}")
+    if to in _NESTED:
+        # user rules can aim one entry inside another's path
+        problems += [f"  nested: {key} (from {origin[key]}) and {longer} (from {source}): "
+                     f"{_NESTED[to]} cannot hold both; rename one with a rule "
+                     "(bridge.interop.Rule)"
+                     for key, _, longer, source in _nesting_clashes(origin.items())]
     return out, problems
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -64,18 +64,23 @@ def snake(name: str) -> str:
 
 @dataclass
 class Entry:
-    """One leaf in the intermediate (Linen-style) naming."""
+    """One leaf in the intermediate (Linen-style) naming.
+
+    A list index stays an ``int``: in ``path`` in the "nnx" style (the others write
+    ``layers_0``), and as ``leaf`` for a variable held directly in a list. NNX keys list
+    items by int and attributes by str, and ``nnx.update`` finds a key only of its kind.
+    """
 
     coll: str
     path: tuple[Any, ...]
-    leaf: str
+    leaf: Union[str, int]
     layer: Optional[Layer] = None
     spec: Optional[Leaf] = None
     drop: bool = False          # a derived Haiku EMA leaf (hidden, counter): consumed, not kept
     direct: Optional[tuple[str, str]] = None   # (scheme, key) when the name is native there
 
     def linen_key(self) -> str:
-        return "/".join((self.coll, *map(str, self.path), self.leaf))
+        return "/".join((self.coll, *map(str, self.path), str(self.leaf)))
 
 
 # ----- the object scheme ------------------------------------------------------------------
@@ -177,7 +182,7 @@ class ObjaxNamer:
                 if spec.objax == leaf:
                     coll, lname = spec.linen.split("/")
                     return Entry(coll, tuple(segs), lname, layer, spec)
-        return Entry("params" if trainable else "state", tuple(segs), str(leaf))
+        return Entry("params" if trainable else "state", tuple(segs), leaf)
 
     def _wrapped(self, owner: str, tail: str, segs: tuple, trainable: bool) -> Entry:
         if "/" not in tail:
@@ -186,12 +191,16 @@ class ObjaxNamer:
         if owner == "FlaxModule":
             coll, *rest = tail.split("/")
             entry = linen_entry("/".join((coll, *map(str, segs), *rest)), self.table)
+            # the text of the scope lost its list indices' type: put it back (same text)
+            scope = _split_parts(segs)
+            entry.path = scope + entry.path[len(scope):]
             if not segs:
                 entry.direct = ("linen", tail)
             return entry
         if owner == "NNXModule":
-            *path, leaf = tail.split("/")
-            path = [int(p) if p.isdigit() else p for p in path]
+            # the wrapper names a variable by the text of its NNX path, where a list index
+            # and a name made of digits look alike: read them as NNX writes list indices
+            *path, leaf = map(nnx_part, tail.split("/"))
             entry = Entry("params" if trainable else "batch_stats", segs + tuple(path), leaf)
             if not segs:
                 entry.direct = ("nnx", tail)
@@ -219,8 +228,54 @@ def linen_entry(key: str, table: Table) -> Entry:
     return Entry(coll, tuple(path), leaf, layer, spec)
 
 
+def _split_parts(parts: Iterable[Union[str, int]]) -> tuple[Union[str, int], ...]:
+    """Parts as the flat key spells them: a name holding '/' is several parts."""
+    return tuple(q for p in parts for q in ([p] if isinstance(p, int) else p.split("/")))
+
+
+def nnx_part(part: str) -> Union[str, int]:
+    """A path part given as text, as NNX keys it: ``int`` where the text is how Python
+    writes a list index (``'0'``, ``'12'``), else the text itself (``'01'``, ``'²'``,
+    Arabic-Indic ``'٣'``: ``int()`` accepts them, but they cannot be written back from
+    the int, so the variable could not be found again)."""
+    if part.isascii() and part.isdigit() and str(int(part)) == part:
+        return int(part)
+    return part
+
+
+def nnx_path(entry: Entry) -> tuple[Union[str, int], ...]:
+    """The path of ``entry`` in an ``nnx.State``; ``"/".join(map(str, path))`` is its key."""
+    return _split_parts((*entry.path, entry.leaf))
+
+
 def nnx_key(entry: Entry) -> str:
-    return "/".join(map(str, (*entry.path, entry.leaf)))
+    return "/".join(map(str, nnx_path(entry)))
+
+
+def nnx_state_paths(paths: Sequence[tuple[Union[str, int], ...]]
+                    ) -> list[tuple[Union[str, int], ...]]:
+    """``paths`` with every key made a ``str`` under a parent whose keys would otherwise
+    be of both kinds.
+
+    An ``nnx.State`` mixing them cannot be sorted, so NNX cannot flatten it, and NNX never
+    makes one (a list's keys are ints, a module's or a dict's strs). Such a parent is a
+    dict or module whose names were read as numbers (an ``nnx.Dict`` with keys '0' and
+    'a', known only by the text of the wrapper's names: str is what NNX had), or a list
+    beside an attribute whose name holds '/' (``x`` and ``x/a``), which no NNX model has.
+    Loads match keys by their text, so the round trip holds either way. Parents are
+    settled from the root down: making a key a str can join two subtrees (``0`` and
+    ``'0'``) whose own keys then meet.
+    """
+    out = [list(p) for p in paths]
+    for depth in range(max(map(len, out), default=0)):
+        kinds: dict[tuple, set[bool]] = {}
+        for p in out:
+            if depth < len(p):
+                kinds.setdefault(tuple(p[:depth]), set()).add(isinstance(p[depth], int))
+        for p in out:
+            if depth < len(p) and len(kinds[tuple(p[:depth])]) > 1:
+                p[depth] = str(p[depth])
+    return [tuple(p) for p in out]
 
 
 # ----- Haiku ------------------------------------------------------------------------------

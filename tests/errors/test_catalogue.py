@@ -1498,6 +1498,19 @@ def test_E_INTEROP_17_port_that_does_not_fit_like(expect):
         bridge.interop.port(linen_tree(model), "linen", "haiku", like=like)
 
 
+def test_E_INTEROP_18_export_of_a_name_that_extends_another(expect):
+    flax = pytest.importorskip("bridge.flax")
+
+    class Root(bridge.Module):
+        pass
+
+    root = Root()
+    setattr(root, "a", bridge.TrainVar(jnp.zeros(2)))
+    setattr(root, "a/b", bridge.TrainVar(jnp.zeros(3)))
+    with expect(root):
+        flax.to_linen_variables(root.vars())
+
+
 # ===== Flax and Haiku wrappers ============================================================
 
 @pytest.fixture(scope="module")

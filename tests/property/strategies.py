@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import re
 from typing import Any, Callable, Optional, Union
 
 import jax.numpy as jnp
@@ -343,37 +342,3 @@ def at(tree: Any, path: tuple) -> Any:
     for key in path:
         tree = tree[key]
     return tree
-
-
-# ----- known-bug domains -----------------------------------------------------------------
-_CANONICAL_INT = re.compile(r"0|[1-9][0-9]*")
-
-
-def is_non_canonical_digits(part: str) -> bool:
-    """A path part that ``str.isdigit`` accepts but that is not how ``str(int)`` writes a
-    number ('01', '²', Arabic-Indic '٣'): NNX export turns such parts into ints."""
-    return part.isdigit() and not _CANONICAL_INT.fullmatch(part)
-
-
-def extends_another(keys: list[str]) -> bool:
-    """Whether one flat key is another key followed by '/...' (a leaf that would also have
-    to be a subtree when the keys are nested)."""
-    present = set(keys)
-    for key in keys:
-        parts = key.split("/")
-        if any("/".join(parts[:i]) in present for i in range(1, len(parts))):
-            return True
-    return False
-
-
-def mixes_digits_and_names(keys: list[str]) -> bool:
-    """Whether, below one path, some parts are all digits and others are not (an attribute
-    named '0' beside one named 'a'): NNX export makes the first ints and the second strs,
-    which ``nnx.to_flat_state`` cannot sort."""
-    children: dict[tuple[str, ...], set[bool]] = {}
-    for key in keys:
-        parts = key.split("/")
-        for i, part in enumerate(parts):
-            children.setdefault(tuple(parts[:i]), set()).add(part.isdigit())
-    return any(len(kinds) == 2 for kinds in children.values())
-

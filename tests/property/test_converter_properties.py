@@ -24,17 +24,13 @@ from hypothesis import strategies as st
 import bridge
 from bridge.flax import load_linen_variables, load_nnx_state, to_linen_variables, to_nnx_state
 from bridge.haiku import load_haiku_params, to_haiku_params
-from bridge.interop import translate
 
 from .strategies import (
     DTYPES,
     assert_clear_refusal,
     assert_holds,
     build,
-    extends_another,
     flat_tree,
-    is_non_canonical_digits,
-    mixes_digits_and_names,
     raw_bytes,
     trees,
 )
@@ -113,21 +109,6 @@ SCHEMES = {
 }
 
 
-def in_known_bug_domain(scheme: Scheme, vc: bridge.VarCollection) -> bool:
-    """Collections that hit the bugs the xfail tests below pin down (names worked out
-    with ``translate``, no values): a flat key that extends another one (Linen, NNX); NNX
-    path parts that ``str.isdigit`` accepts but are not canonical integers, or that sit
-    beside parts that are not digits."""
-    try:
-        keys = list(translate(vc, scheme.name).values())
-    except (ValueError, TypeError):
-        return False  # refused up front: the converters must refuse it as clearly
-    if scheme.name in ("linen", "nnx") and extends_another(keys):
-        return True
-    return scheme.name == "nnx" and (mixes_digits_and_names(keys) or any(
-        is_non_canonical_digits(part) for key in keys for part in key.split("/")))
-
-
 def check_round_trip(scheme: Scheme, tree) -> None:
     """Export refuses clearly and changes nothing, or load takes the export back into a
     fresh model of the same structure and every variable equals the source's initial
@@ -156,9 +137,7 @@ def test_export_then_load_is_exact_or_export_refuses_clearly(scheme, tree):
     """object → library tree → load back gives every variable back bit for bit (dtype,
     shape, value), or the export refuses with a ValueError/TypeError naming the problem
     and changes nothing. What an export accepts, the load takes back."""
-    scheme = SCHEMES[scheme]
-    assume(not in_known_bug_domain(scheme, build(tree).vars()))
-    check_round_trip(scheme, tree)
+    check_round_trip(SCHEMES[scheme], tree)
 
 
 def _signature(array: Any) -> tuple:
@@ -173,10 +152,8 @@ def test_export_holds_each_variable_once(scheme, tree):
     variable's array (a RandomState's key data for NNX's typed key)."""
     scheme = SCHEMES[scheme]
     source = build(tree)
-    vc = source.vars()
-    assume(not in_known_bug_domain(scheme, vc))
     try:
-        exported = scheme.export(vc)
+        exported = scheme.export(source.vars())
     except (ValueError, TypeError):
         assume(False)  # refusals: see the round-trip property
     leaves = scheme.leaves(exported)
@@ -227,7 +204,6 @@ def test_a_refused_load_changes_no_variable(scheme, tree, data):
     every variable as it was."""
     scheme = SCHEMES[scheme]
     source, target = build(tree, salt=0), build(tree, salt=1)
-    assume(not in_known_bug_domain(scheme, source.vars()))
     try:
         exported = scheme.export(source.vars())
     except (ValueError, TypeError):
@@ -240,25 +216,12 @@ def test_a_refused_load_changes_no_variable(scheme, tree, data):
     assert_holds(target, target.arrays)
 
 
-# ----- known bugs ------------------------------------------------------------------------
+# ----- names that nest or look like numbers ----------------------------------------------
 _SEGMENTS = st.text("abxyz_ é", min_size=1, max_size=3).filter(
     lambda n: not n.startswith("__"))
 
 
-@pytest.mark.parametrize("scheme", [
-    pytest.param("linen", marks=pytest.mark.xfail(strict=True, reason=(
-        "bug: attributes 'a' and 'a/b' of one module become the flat keys params/a and "
-        "params/a/b; unflattening them (interop._engine.unflatten_linen) either drops "
-        "params/a/b silently (when 'a/b' comes first: to_linen_variables returns one "
-        "variable too few, the load then reports it missing) or indexes the array 'a' "
-        "with 'b' (TypeError: 'JAX arrays are immutable...', naming neither the function "
-        "nor the variables). The export should refuse with a ValueError naming both."))),
-    pytest.param("nnx", marks=pytest.mark.xfail(strict=True, reason=(
-        "bug: as for Linen, attributes 'a' and 'a/b' give NNX paths a and a/b; "
-        "to_nnx_state silently drops one variable ('a/b' first) or raises TypeError "
-        "'JAX does not support string indexing' (from nnx.from_flat_state)."))),
-    "haiku",
-])
+@pytest.mark.parametrize("scheme", SCHEME_NAMES)
 @given(a=_SEGMENTS, b=_SEGMENTS, longer_first=st.booleans())
 def test_a_name_that_extends_another_round_trips_or_is_refused_clearly(
         scheme, a, b, longer_first):
@@ -274,16 +237,7 @@ _DIGIT_LIKE = st.one_of(
 )
 
 
-@pytest.mark.parametrize("scheme", [
-    "linen",
-    "haiku",
-    pytest.param("nnx", marks=pytest.mark.xfail(strict=True, reason=(
-        "bug: to_nnx_state turns every path part with str.isdigit() into int(part) "
-        "(bridge/flax/_convert.py): '01' and Arabic-Indic '٣' become the ints 1 and 3, "
-        "so load_nnx_state cannot find the variable again (ValueError: missing), and "
-        "superscript '²' makes the export raise a bare \"invalid literal for int()\" "
-        "ValueError. Only ASCII canonical integers should become list indices."))),
-])
+@pytest.mark.parametrize("scheme", SCHEME_NAMES)
 @given(names=st.lists(_DIGIT_LIKE, min_size=1, max_size=3, unique=True))
 def test_digit_like_attribute_names_round_trip_or_are_refused_clearly(scheme, names):
     """Attribute names made of digits that are not canonical ASCII integers ('01', '²',
@@ -291,15 +245,7 @@ def test_digit_like_attribute_names_round_trip_or_are_refused_clearly(scheme, na
     check_round_trip(SCHEMES[scheme], flat_tree(names))
 
 
-@pytest.mark.parametrize("scheme", [
-    "linen",
-    "haiku",
-    pytest.param("nnx", marks=pytest.mark.xfail(strict=True, reason=(
-        "bug: to_nnx_state makes the path part '0' the int 0 and keeps 'a' a str; an "
-        "nnx.State with both kinds of key under one path cannot be sorted, so "
-        "load_nnx_state(vc, to_nnx_state(vc)) (and nnx.to_flat_state) raise TypeError "
-        "\"'<' not supported between instances of 'str' and 'int'\"."))),
-])
+@pytest.mark.parametrize("scheme", SCHEME_NAMES)
 @given(digits=st.text("0123456789", min_size=1, max_size=2), word=_SEGMENTS,
        digits_first=st.booleans())
 def test_a_digit_attribute_name_beside_another_name_round_trips_or_is_refused_clearly(
