@@ -167,8 +167,9 @@ class Summary(dict):
                     tag=tag, metadata=summary_pb2.SummaryMetadata(plugin_data=plugin),
                     tensor=tensor))
             else:
-                raise TypeError(f"Summary tag {tag!r} holds a {type(entry).__name__}; "
-                                f"expected a DelayedScalar, an Image or a Text.")
+                raise TypeError(f"Summary tag {tag!r} holds an entry of type "
+                                f"{type(entry).__name__}; expected a DelayedScalar, an Image "
+                                "or a Text.")
         return summary_pb2.Summary(value=values)
 
 
