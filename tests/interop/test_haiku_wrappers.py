@@ -109,6 +109,7 @@ def test_mlp_parity(mlp, without_rng):
 
 
 # ----- hk.nets.ResNet18 with BatchNorm state ----------------------------------------------
+@pytest.mark.slow
 def test_resnet18_parity_with_state():
     """hk.nets.ResNet18, is_training=True: losses, gradients, params and the BatchNorm
     state after three Adam steps equal the native ``transform_with_state`` loop's."""

@@ -271,6 +271,7 @@ def test_wide_resnet_gradient_step():
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_resnet18_gradient_step():
     # 64x64 leaves 2x2 pixels at the last stage: with 1x1, a batch of two normalizes every
     # channel to +-1, where rounding differences between jit and eager get amplified.
