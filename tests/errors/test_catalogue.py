@@ -1505,7 +1505,7 @@ def test_E_INTEROP_18_export_of_a_name_that_extends_another(expect):
         pass
 
     root = Root()
-    setattr(root, "a", bridge.TrainVar(jnp.zeros(2)))
+    root.a = bridge.TrainVar(jnp.zeros(2))
     setattr(root, "a/b", bridge.TrainVar(jnp.zeros(3)))
     with expect(root):
         flax.to_linen_variables(root.vars())
