@@ -25,10 +25,13 @@ from bridge.interop._engine import (
     targets_for_export,
 )
 from bridge.interop._rules import HAIKU_EMA_COUNTER, LAYERS, PRESETS, Layer, Leaf, Rule
+from bridge.interop._torch import load_safetensors, save_safetensors
+from bridge.interop._torch_convert import load_torch_state_dict, to_torch_state_dict
 from bridge.state import VarCollection
 
 __all__ = ["HAIKU_EMA_COUNTER", "LAYERS", "PRESETS", "Layer", "Leaf", "LoadMismatchError",
-           "LoadReport", "Rule", "port", "translate"]
+           "LoadReport", "Rule", "load_safetensors", "load_torch_state_dict", "port",
+           "save_safetensors", "to_torch_state_dict", "translate"]
 
 
 def translate(vc: VarCollection, to: str, rules: RulesArg = None) -> dict[str, str]:

@@ -19,7 +19,7 @@ from bridge.interop import _names as nm
 from bridge.interop._rules import PRESETS, Layer, Rule
 from bridge.state import BaseVar, TrainVar, VarCollection, _load
 from bridge.state._access import current, storage_of
-from bridge.state._load import _NEAREST_LIMIT, LoadMismatchError, LoadReport, nearest
+from bridge.state._load import LoadMismatchError, LoadReport, nearest
 from bridge.state._variables import dtype_of, mismatch
 
 __all__ = ["LoadMismatchError", "LoadReport", "RulesArg", "export", "load", "port",
@@ -202,7 +202,7 @@ def _targets(vc: VarCollection, scheme: str, opts: _Options, style: str, mlp: bo
 
 def _translate(vc: VarCollection, scheme: str, opts: _Options, style: str, mlp: bool,
                table: nm.Table, used: set[int]) -> _Targets:
-    namer = nm.ObjaxNamer("nnx" if scheme == "nnx" else style, table)
+    namer = nm.ObjaxNamer(scheme if scheme in ("nnx", "torch") else style, table)
     names = vc.names()
     out = []
     for v in vc:
@@ -240,7 +240,7 @@ def _translate(vc: VarCollection, scheme: str, opts: _Options, style: str, mlp: 
             dst = src
         elif scheme == "linen":
             key, dst = entry.linen_key(), None
-        elif scheme == "nnx":
+        elif scheme in ("nnx", "torch"):
             key, dst = nm.nnx_key(entry), None
         else:
             key, extras = nm.haiku_keys(entry, table, mlp)
@@ -250,6 +250,8 @@ def _translate(vc: VarCollection, scheme: str, opts: _Options, style: str, mlp: 
 
 
 def _profiles(scheme: str, opts: _Options) -> list[tuple[str, bool]]:
+    if scheme == "torch":
+        return [("torch", False)]
     if scheme == "haiku":
         mlps = [True] if opts.mlp else [False, True]
         return [("compact", m) for m in mlps]
@@ -433,128 +435,116 @@ def unflatten_haiku(flat: Mapping[str, Any]) -> tuple[dict, dict]:
 
 
 # ----- port -------------------------------------------------------------------------------
-_SCHEMES = ("linen", "haiku")
-
-
-def _flatten(tree: Any, scheme: str, what: str) -> dict[str, Any]:
-    if scheme == "linen":
-        return flatten_linen(tree, what)
-    if isinstance(tree, tuple) and len(tree) == 2:
-        return flatten_haiku(tree[0], tree[1], what)
-    return flatten_haiku(tree, None, what)
-
-
 def port(tree: Any, from_: str, to: str, rules: RulesArg = None, like: Any = None) -> Any:
-    """Translate a whole variables tree from one library's naming to another's.
+    """Translate a whole variables tree from one library's names and layouts to another's.
+
+    Schemes and their trees:
+
+    * ``"linen"``: the variables dict of ``init`` (``{'params': ..., 'batch_stats': ...}``;
+      metadata boxes such as ``nn.LogicallyPartitioned`` are kept);
+    * ``"haiku"``: ``(params, state)`` (or ``params`` alone);
+    * ``"nnx"``: an ``nnx.State`` (``nnx.state(model)``) or an NNX module; the result is an
+      ``nnx.State`` whose variables have their types (``nnx.Param``, ``nnx.BatchStat``) and
+      metadata (sharding names);
+    * ``"torch"``: a PyTorch ``state_dict`` ``{'layer1.0.conv1.weight': array}``
+      (``load_safetensors(path)`` reads one without PyTorch);
+    * ``"bridge"``: a ``VarCollection`` (``model.vars()``) or a module, as source; as target,
+      ``like`` must be the ``VarCollection`` to fill, and the result is ``{variable name:
+      array}`` (assign it with ``vc.assign``, or use the ``load_*`` converters).
+
+    Names: only the automatic names of known layers are translated (Linen ``Dense_0``,
+    ``Conv_1``, ``BatchNorm_0`` ↔ Haiku ``linear``, ``conv2_d_1``, ``batch_norm``); every
+    other name (``block_group_0``, ``conv_0``, ``fc1``) stays as it is, so a round trip
+    gives back the same names. Haiku's ``~`` (a child made in ``__init__``) is dropped on
+    the way out of Haiku and put back by Haiku's convention (an automatically named child
+    was made in ``__call__``: ``block/linear``; a named one in ``__init__``:
+    ``block/~/conv_0``); NNX list indices are path parts of their own (``layers/0``).
+    Leaves are renamed by the kind of module they sit in (``w``/``b`` ↔ ``kernel``/``bias``,
+    ``offset`` ↔ ``bias``, ``embeddings`` ↔ ``embedding``), and layouts follow the layer
+    (batch-norm vectors and statistics, attention heads, the fused LSTM, transposed-conv
+    kernels, PyTorch's ``(out, in, *k)`` weights); see docs/interop.md.
 
     Args:
-      tree: Linen variables (``{'params': ..., 'batch_stats': ...}``) or Haiku
-        ``(params, state)`` (or Haiku ``params`` alone).
-      from_, to: ``"linen"`` or ``"haiku"``.
-      rules: ``Rule``s on whole flat names (``params/Dense_0/kernel`` ↔
-        ``params/linear/w``, ``state/batch_norm/~/mean_ema/average``), ``Layer``s, and
-        the preset ``"mlp"`` (top-level ``Dense_k`` become ``mlp/~/linear_k``, the names of
-        ``hk.nets.MLP``).
-      like: optional tree of the target library to port into (for example the output of
-        the target model's ``init``). The result is checked against it: every missing,
-        unexpected, mis-shaped or mis-typed entry is listed in one ``ValueError``. It also
-        gives the rank of Haiku BatchNorm parameters and statistics (``(1, C)`` after a
-        dense layer); without it they are ``(1, 1, 1, C)``, and a source of the same
-        layout keeps its rank.
+      tree: the source tree (above).
+      from_, to: one of ``"linen"``, ``"nnx"``, ``"haiku"``, ``"torch"``, ``"bridge"``.
+      rules: ``Rule``s on whole flat source names (``params/Dense_0/kernel``,
+        ``params/linear/w``, ``layer1.0.conv1.weight``) giving whole flat target names;
+        ``Layer``s (adds automatic names); the preset ``"mlp"`` (Haiku's ``hk.nets.MLP``
+        names ``mlp/~/linear_k`` ↔ top-level ``Dense_k``).
+      like: optional tree of the target scheme (for example the target model's ``init``
+        output). The result is matched to it: names that differ only in spelling (Haiku's
+        ``~``, ``layers_0`` vs ``layers/0``) take the target's, every missing, unexpected,
+        mis-shaped or mis-typed entry is listed in one ``ValueError``, and it supplies what
+        the source cannot: the head count of attention weights coming from Haiku or
+        PyTorch, the rank of Haiku batch-norm vectors (``(1, C)`` after a dense layer;
+        otherwise ``(1, 1, 1, C)``), Linen metadata boxes, NNX rng state, and which
+        2-D PyTorch weights are embeddings.
 
     Returns:
-      The Linen variables dict, or Haiku ``(params, state)``. Renamed leaves are the same
-      array objects; reshaped ones (BatchNorm vectors) are reshaped views.
+      The tree in the target scheme. Renamed leaves are the same array objects; reshaped
+      ones (batch-norm vectors, attention heads) are reshaped views; only transposes,
+      splits and concatenations make new arrays.
+
+    Raises:
+      ValueError: listing every problem at once (entries that do not fit ``like``, two
+        entries translating to one name, a translation that needs ``like``).
 
     Example::
 
-        variables = bridge.interop.port((params, state), "haiku", "linen")
-        params2, state2 = bridge.interop.port(variables, "linen", "haiku", like=(params, state))
+        variables = bridge.interop.port((params, state), "haiku", "linen", like=linen_init)
+        params2, state2 = bridge.interop.port(variables, "linen", "haiku")
+        sd = bridge.interop.load_safetensors("resnet18.safetensors")
+        variables = bridge.interop.port(sd, "torch", "linen", like=linen_init)
     """
+    from bridge.interop import _port
     what = f"port({from_!r} -> {to!r})"
     for s in (from_, to):
-        if s not in _SCHEMES:
-            raise ValueError(f"{what}: unknown scheme {s!r}; expected one of {_SCHEMES}.")
+        if s not in _port.SCHEMES:
+            raise ValueError(f"{what}: unknown scheme {s!r}; expected one of "
+                             f"{', '.join(map(repr, _port.SCHEMES))}.")
     opts = _options(rules)
-    table = _table(opts)
-    flat = _flatten(tree, from_, "tree")
-    like_flat = _flatten(like, to, "like") if like is not None else None
-    mlps = [True] if opts.mlp else ([False, True] if to == "haiku" else [False])
-    best = None
+    if to == "bridge":
+        vc = _as_vc(like.vars() if hasattr(like, "vars") and callable(like.vars) else like,
+                    f"{what}: like") if like is not None else None
+        if vc is None:
+            raise ValueError(f"{what}: pass like=model.vars(), the variables to port into.")
+        return _port_into_bridge(tree, from_, vc, opts, what)
     used: set[int] = set()
-    for mlp in mlps:
-        out, problems = _port_flat(flat, from_, to, opts, table, mlp, like_flat, used)
-        if best is None or len(problems) < len(best[1]):
-            best = (out, problems)
-        if not problems:
-            break
-    assert best is not None
-    _check_rules_used(opts.rules, used, list(flat), what)
-    if best[1]:
-        raise ValueError(f"{what}: the tree does not fit:\n" + "\n".join(best[1]))
-    result = best[0]
-    return unflatten_linen(result) if to == "linen" else unflatten_haiku(result)
+    mlps = [True] if opts.mlp else ([False, True] if "haiku" in (from_, to) and like is not None
+                                    else [False])
+    out, problems = _port.port_tree(tree, from_, to, opts.rules, opts.layers, mlps, like, used)
+    _check_rules_used(opts.rules, used, [], what)
+    if problems:
+        raise ValueError(f"{what}: the tree does not fit:\n" + "\n".join(problems))
+    return _port.finish(to, out)
 
 
-def _port_flat(flat: Mapping[str, Any], from_: str, to: str, opts: _Options, table: nm.Table,
-               mlp: bool, like: Optional[Mapping[str, Any]], used: set[int]
-               ) -> tuple[dict[str, Any], list[str]]:
+def _port_into_bridge(tree: Any, from_: str, vc: VarCollection, opts: _Options,
+                      what: str) -> dict[str, Any]:
+    """``{variable name: value}`` for the variables of ``vc`` from a tree of ``from_``."""
+    from bridge.interop import _port
+    used: set[int] = set()
+    hub = _port.read_for_port(tree, from_, opts.rules, opts.layers, used)
+    _check_rules_used(opts.rules, used, [], what)
+    problems = list(hub.problems)
+    wanted = targets_for_export(vc, "torch", None)
+    by_key = {(k[0], _port.normal_path(k[1]), k[2]): k for k in hub.values}
     out: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-    problems: list[str] = []
-    for key, value in flat.items():
-        rule = next(((r, t) for r in opts.rules for m, t in [r.apply(key)] if m), None)
-        if rule is not None:
-            used.add(id(rule[0]))
-            if rule[1] is not None:
-                _put(out, origin, problems, rule[1], key,
-                     rule[0].transform(value) if rule[0].transform else value)
+    taken: set = set()
+    for t in wanted:
+        path = t.nnx_path()
+        coll = t.entry.coll if t.entry is not None else "params"
+        key = by_key.get((coll, _port.normal_path(path[:-1]), str(path[-1])))
+        if key is None:
+            problems.append(f"  missing: {'/'.join(map(str, (coll, *path)))} (for {t.name})")
             continue
-        entry = nm.linen_entry(key, table) if from_ == "linen" else nm.haiku_entry(key, table)
-        if entry.drop and to != from_:
-            continue  # a Haiku EMA leaf derived from its average
-        spec = entry.spec
-        src = spec.haiku_layout if (spec and from_ == "haiku") else None
-        extras: list[str] = []
-        if to == from_:
-            new_key, dst = key, src
-        elif to == "linen":
-            new_key, dst = entry.linen_key(), None
-        else:
-            new_key, extras = nm.haiku_keys(entry, table, mlp)
-            dst = spec.haiku_layout if spec else None
-        rank = np.ndim(like[new_key]) if like is not None and new_key in like else None
-        new_value = nm.relayout(value, src, dst, rank)
-        _put(out, origin, problems, new_key, key, new_value)
-        if extras:
-            hidden, counter = nm.ema_extras(new_value)
-            _put(out, origin, problems, extras[0], key, hidden)
-            _put(out, origin, problems, extras[1], key, counter)
-    if like is not None:
-        missing = [k for k in like if k not in out]
-        unexpected = [k for k in out if k not in like]
-        for i, key in enumerate(missing):
-            near = nearest(key, unexpected) if i < _NEAREST_LIMIT else ""
-            problems.append(f"  missing: {key}{near}")
-        for i, key in enumerate(unexpected):
-            near = nearest(key, missing) if i < _NEAREST_LIMIT else ""
-            problems.append(f"  unexpected: {key} (from {origin[key]}){near}")
-        for key, value in out.items():
-            problem = mismatch(like[key], value) if key in like else ""
-            if problem:
-                problems.append(f"  mismatched: {key} (from {origin[key]}): {problem}")
-    if to in _NESTED:
-        # user rules can aim one entry inside another's path
-        problems += [f"  nested: {key} (from {origin[key]}) and {longer} (from {source}): "
-                     f"{_NESTED[to]} cannot hold both; rename one with a rule "
-                     "(bridge.interop.Rule)"
-                     for key, _, longer, source in _nesting_clashes(origin.items())]
-    return out, problems
-
-
-def _put(out: dict, origin: dict, problems: list, key: str, source: str, value: Any) -> None:
-    if key in out:
-        problems.append(f"  duplicate: {key} from both {origin[key]} and {source}")
-        return
-    out[key] = value
-    origin[key] = source
+        taken.add(key)
+        value = t.from_lib(hub.values[key])
+        problem = mismatch(current(t.var), value)
+        if problem:
+            problems.append(f"  mismatched: {t.name} (from {hub.source[key]}): {problem}")
+        out[t.name] = value
+    problems += [f"  unexpected: {hub.source[k]}" for k in hub.values if k not in taken]
+    if problems:
+        raise ValueError(f"{what}: the tree does not fit:\n" + "\n".join(problems))
+    return out

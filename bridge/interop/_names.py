@@ -120,6 +120,9 @@ def parse_objax(name: str) -> tuple[str, list[list], Any, Optional[str]]:
 class ObjaxNamer:
     """Translate ``VarCollection`` names into ``Entry``s, in one style.
 
+    (``torch``: as ``nnx``, but the items of a ``Sequential`` are indices alone, as in
+    PyTorch's ``nn.Sequential``: ``downsample.0``.)
+
     ``setup``: attributes keep their names; a list child ``[i]`` is ``layers_i`` (inside
     a ``Sequential``, a root list or a list of lists) or ``attr_i`` (a list kept in the
     attribute ``attr``). ``compact``: every module is ``{LinenClass}_{k}``, the k-th of its
@@ -162,8 +165,9 @@ class ObjaxNamer:
                     scope = child_key
             elif isinstance(key, int):
                 listed_by_attr = isinstance(parent_key, str) and parent_cls != "Sequential"
-                if self.style == "nnx":
-                    if not listed_by_attr:
+                if self.style in ("nnx", "torch"):
+                    # PyTorch's nn.Sequential names its items by index alone
+                    if not listed_by_attr and self.style == "nnx":
                         segs.append("layers")
                     segs.append(key)
                 elif listed_by_attr:

@@ -39,7 +39,7 @@ def bridge_mlp():
 def test_haiku_mlp_checkpoint_runs_in_linen_and_bridge_with_the_same_outputs():
     params = hk_mlp.init(jax.random.PRNGKey(2), X)
     reference = hk_mlp.apply(params, X)
-    variables = port(params, "haiku", "linen")
+    variables = port(params, "haiku", "linen", rules="mlp")
     np.testing.assert_allclose(LinenMLP().apply(variables, X), reference, atol=1e-6)
     model = bridge_mlp()
     load_linen_variables(model.vars(), variables)
@@ -198,7 +198,7 @@ def test_user_rule_ports_a_named_haiku_module():
              Rule("params/head/b", "params/Dense_1/bias")]
     like = Linen().init(jax.random.PRNGKey(0), X)
     with pytest.raises(ValueError, match=r"(?s)missing: params/Dense_1/kernel.*unexpected: "
-                                         r"params/Head_0/w \(from params/head/w\)"):
+                                         r"params/head/kernel \(from params/head/w\)"):
         port(params, "haiku", "linen", like=like)
     variables = port(params, "haiku", "linen", rules=rules, like=like)
     np.testing.assert_allclose(Linen().apply(variables, X), t.apply(params, X), atol=1e-6)
@@ -206,7 +206,7 @@ def test_user_rule_ports_a_named_haiku_module():
 
 def test_unmatched_name_shows_the_nearest_candidates():
     params = hk_mlp.init(jax.random.PRNGKey(2), X)
-    like = jax.tree_util.tree_map(lambda a: a, port(params, "haiku", "linen"))
+    like = jax.tree_util.tree_map(lambda a: a, port(params, "haiku", "linen", rules="mlp"))
     like["params"]["Dense_2"]["kernal"] = like["params"]["Dense_2"].pop("kernel")
     with pytest.raises(ValueError) as info:
         port(params, "haiku", "linen", like=like)
