@@ -58,8 +58,11 @@ class Table:
 
 
 def snake(name: str) -> str:
-    """Haiku's module naming: ``Conv2D`` → ``conv2_d``, ``MyBlock`` → ``my_block``."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() if not name.isupper() else name.lower()
+    """Haiku's module naming: ``Conv2D`` → ``conv2_d``, ``MyBlock`` → ``my_block``,
+    ``OptimizedLSTMCell`` → ``optimized_lstm_cell``."""
+    # a capital starts a word after a lower-case letter or digit, or where an acronym
+    # ends and a word begins (``LSTMCell``: ``lstm_cell``)
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 @dataclass

@@ -759,9 +759,28 @@ def _port_once(tree: Any, from_: str, to: str, rules: Sequence[Rule], names: _Na
                             f"{ruled_from[k]}")
         out[k] = v
         origin[k] = ruled_from[k]
+    if to in _NESTED:
+        problems += _nesting_problems(out, origin, to)
     if like_flat is not None:
         out = _fit_to_like(out, origin, to, like_flat, problems)
     return out, problems
+
+
+_NESTED = {"linen": "a Linen variables dict", "nnx": "an nnx.State"}
+
+
+def _nesting_problems(out: Mapping[tuple, Any], origin: Mapping, to: str) -> list[str]:
+    """Entries whose path another entry extends (``params/x`` and ``params/x/b``)."""
+    keys = set(out)
+    found = []
+    for key in out:
+        for cut in range(1, len(key)):
+            if key[:cut] in keys:
+                short = key[:cut]
+                found.append(f"  nested: {_flat_text(to, short)} (from {origin.get(short)}) and "
+                             f"{_flat_text(to, key)} (from {origin.get(key)}): {_NESTED[to]} "
+                             "cannot hold both; rename one with a rule (bridge.interop.Rule)")
+    return found
 
 
 def _apply_rules(tree: Any, from_: str, to: str, rules: Sequence[Rule], used: set[int]

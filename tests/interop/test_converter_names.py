@@ -208,3 +208,16 @@ def test_nnx_rule_target_reads_canonical_digits_as_list_indices_and_keeps_the_re
     rules = [Rule("(Root).w", "layers/0/kernel"), Rule("(Root).v", "v/01")]
     state = to_nnx_state(module_with("w", "v").vars(), rules=rules)
     assert sorted(flat_paths(state)) == [("layers", 0, "kernel"), ("v", "01")]
+
+
+def test_class_names_with_acronyms_get_haikus_snake_case():
+    class LSTMHead(bridge.Module):
+        def __init__(self):
+            self.out = bridge.nn.Linear(2, 2)
+
+    class Net(bridge.Module):
+        def __init__(self):
+            self.head = LSTMHead()
+
+    names = bridge.interop.translate(Net().vars(), "haiku")
+    assert set(names.values()) == {"params/lstm_head/~/linear/w", "params/lstm_head/~/linear/b"}
