@@ -868,6 +868,8 @@ def _fit_to_like(out: dict, origin: dict, to: str, like: Mapping, problems: list
             problems.append(f"  mismatched: {_flat_text(to, k)}{src}: {problem}")
         elif to == "linen" and _is_box(like[k]) and not _is_box(out[k]):
             out[k] = like[k].replace_boxed(have)
+        elif to == "nnx":
+            out[k] = _with_like_metadata(out[k], like[k])
     return out
 
 
@@ -882,6 +884,18 @@ def _rewrap(old: Any, value: Any) -> Any:
     if hasattr(old, "get_value") and hasattr(old, "replace"):
         return old.replace(value=value)
     return value
+
+
+def _with_like_metadata(var: Any, like: Any) -> Any:
+    """``var``, with ``like``'s sharding names where ``var`` has none (a Haiku source)."""
+    from bridge.flax import _nnx_types
+    if not (hasattr(var, "get_metadata") and hasattr(like, "get_metadata")):
+        return var
+    if _nnx_types.sharding_names(_nnx_types.metadata(var)) is not None or \
+            _nnx_types.sharding_names(_nnx_types.metadata(like)) is None:
+        return var
+    return _nnx_types.make(type(var), var.get_value(), {**_nnx_types.metadata(var),
+                                                       **_nnx_types.metadata(like)})
 
 
 def _is_rng_state(x: Any) -> bool:
