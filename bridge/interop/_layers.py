@@ -193,9 +193,13 @@ NNX_CHILD_NAMES: dict[str, dict[str, str]] = {"LSTM": {"if": "if_"}}
 
 
 class _NeedsLike(Exception):
-    """A translation needs the target's shapes (``like=``): the reason is the message."""
+    """A translation needs the target's shapes (``like=``); ``reason`` says which."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 def needs_like(error: BaseException) -> Optional[str]:
     """The reason when ``error`` says a translation needs ``like=``, else ``None``."""
-    return error.args[0] if isinstance(error, _NeedsLike) else None
+    return error.reason if isinstance(error, _NeedsLike) else None
