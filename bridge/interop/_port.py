@@ -266,15 +266,14 @@ def read_haiku(tree: Any, names: _Names, hints: Mapping[Key, tuple], mlp: bool =
         return tuple(_part(names.to_linen(p, rank if i == len(parts) - 1 else 2))
                      for i, p in enumerate(parts))
 
-    # batch norms: a module with mean_ema and var_ema children in the state
-    for coll, parts in list(raw):
-        if coll != "state" or not parts or parts[-1] != "mean_ema":
-            continue
-        bn = parts[:-1]
-        if ("state", bn + ("var_ema",)) not in raw:
-            continue
+    # batch norms: a module with a mean_ema or var_ema child in the state
+    bns = {parts[:-1]: None for coll, parts in raw if coll == "state" and parts
+           and parts[-1] in _EMA}
+    for bn in bns:
         path = linen_path(bn)
         for ema, stat in zip(_EMA, ("mean", "var")):
+            if ("state", bn + (ema,)) not in raw:
+                continue
             entry = raw["state", bn + (ema,)]
             done.add(("state", bn + (ema,)))
             for leaf, value in entry.items():
@@ -426,7 +425,7 @@ def write_haiku(hub: Hub, names: _Names, mlp: bool = False,
     for path, leaves in modules.items():
         if path in structured:
             continue
-        is_bn = ("batch_stats", "mean") in leaves and ("batch_stats", "var") in leaves
+        is_bn = ("batch_stats", "mean") in leaves or ("batch_stats", "var") in leaves
         kernel = next((hub.values[k] for (c, leaf), k in leaves.items() if leaf == "kernel"),
                       None)
         rank = _rank(kernel) if kernel is not None else 2

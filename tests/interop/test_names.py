@@ -229,7 +229,7 @@ def test_port_user_rule_renames_a_named_module():
 def test_port_two_sources_on_one_target_is_an_error():
     tree = ({"linear": {"w": jnp.ones(1)}, "mlp/~/linear_0": {"w": jnp.ones(1)}}, {})
     with pytest.raises(ValueError, match="duplicate: params/Dense_0/kernel"):
-        port(tree, "haiku", "linen")
+        port(tree, "haiku", "linen", rules="mlp")
 
 
 def test_port_of_unknown_scheme_is_refused():
