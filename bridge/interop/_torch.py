@@ -327,8 +327,8 @@ def load_safetensors(path: Union[str, os.PathLike]) -> dict[str, np.ndarray]:
     """The arrays of a ``.safetensors`` file, as NumPy arrays; PyTorch is not needed.
 
     Names, shapes and dtypes are the file's (float32 stays float32, an ``int64`` scalar
-    such as ``num_batches_tracked`` stays a 0-d ``int64`` array). The safetensors NumPy API
-    reads the dtypes NumPy has (not bfloat16).
+    such as ``num_batches_tracked`` stays a 0-d ``int64`` array, bfloat16 weights come back
+    as ``ml_dtypes.bfloat16`` arrays, which JAX takes as ``jnp.bfloat16``).
 
     Args:
       path: the file, e.g. one written by ``safetensors.torch.save_file(model.state_dict(),

@@ -481,3 +481,13 @@ def test_to_torch_state_dict_gives_back_the_torch_names_and_arrays(state_dict):
             assert np.asarray(back[name]).dtype == np.int64 and np.shape(back[name]) == ()
         else:
             np.testing.assert_array_equal(np.asarray(back[name]), value, err_msg=name)
+
+
+def test_bfloat16_weights_load_as_bfloat16(tmp_path):
+    weight = np.arange(6, dtype=np.float32).reshape(2, 3).astype(jnp.bfloat16)
+    save_safetensors({"fc.weight": weight}, tmp_path / "bf16.safetensors")
+    loaded = load_safetensors(tmp_path / "bf16.safetensors")
+    assert loaded["fc.weight"].dtype == jnp.bfloat16
+    hub, _ = read_torch(loaded)
+    np.testing.assert_array_equal(np.asarray(hub["params", ("fc",), "kernel"], np.float32),
+                                  weight.T.astype(np.float32))
