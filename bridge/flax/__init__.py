@@ -10,7 +10,7 @@ from bridge.flax._convert import (
     to_linen_variables,
     to_nnx_state,
 )
-from bridge.flax._wrappers import FlaxModule, NNXModule, to_linen
+from bridge.flax._wrappers import FlaxModule, MissingRngStreamError, NNXModule, to_linen
 
-__all__ = ["FlaxModule", "NNXModule", "load_linen_variables", "load_nnx_state", "to_linen",
-           "to_linen_variables", "to_nnx_state"]
+__all__ = ["FlaxModule", "MissingRngStreamError", "NNXModule", "load_linen_variables",
+           "load_nnx_state", "to_linen", "to_linen_variables", "to_nnx_state"]

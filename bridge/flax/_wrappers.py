@@ -26,24 +26,55 @@ rng included, left as it was.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import flax.linen as nn
 import jax
 from flax import nnx
-from flax.core import FrozenDict, unfreeze
+from flax.core import FrozenDict, meta, unfreeze
 from flax.errors import InvalidRngError
 
+from bridge.flax import _nnx_types as nt
+from bridge.flax._convert import note_linen_box, note_nnx
 from bridge.interop._tree_module import TreeModule, key_name, path_name
 from bridge.pure import functionalize
 from bridge.state import BaseVar, RandomState, StateVar, TrainVar, VarCollection
 from bridge.state._access import read, split_key, storages
 from bridge.state._module import module_vars
 
-__all__ = ["FlaxModule", "NNXModule", "to_linen"]
+__all__ = ["FlaxModule", "MissingRngStreamError", "NNXModule", "to_linen"]
 
-_MISSING_STREAM = re.compile(r'needs PRNG for "([^"]+)"')
+
+class MissingRngStreamError(ValueError):
+    """A wrapped Linen model asked for an rng stream that ``FlaxModule`` does not pass.
+
+    Raised from Flax's own ``InvalidRngError`` (its ``__cause__``, whose message names the
+    stream). ``streams`` holds the streams that were passed. Nothing was changed by the
+    call that raised.
+    """
+
+    def __init__(self, streams: Sequence[str], declared: bool):
+        self.streams = tuple(streams)
+        given = ", ".join(repr(s) for s in self.streams) or "none"
+        how = ("the streams given in rng_streams" if declared
+               else "the streams found in the model's modules (their `rng_collection`)")
+        super().__init__(
+            "FlaxModule: the model asked for an rng stream it was not given (the Flax error "
+            f"above names it); {how}: {given}. Declare every stream the model draws from, "
+            "e.g. FlaxModule(model, variables, rng_streams=(\"dropout\",)).")
+
+
+def _streams_of(found: set) -> Callable:
+    """A Linen method interceptor adding the ``rng_collection`` of each called module to
+    ``found`` (``nn.Dropout`` has one; user modules may follow that convention)."""
+
+    def interceptor(method: Callable, args: tuple, kwargs: dict, context: Any) -> Any:
+        stream = getattr(context.module, "rng_collection", None)
+        if isinstance(stream, str):
+            found.add(stream)
+        return method(*args, **kwargs)
+
+    return interceptor
 
 
 class FlaxModule(TreeModule):
@@ -54,8 +85,10 @@ class FlaxModule(TreeModule):
       variables: its variables, as ``module.init`` returns them (every collection). The
         arrays are kept as they are, not copied.
       seed: seed of the ``RandomState`` that rng streams (dropout, ...) are drawn from.
-      rng_streams: names of the rng streams the model uses. Streams the model asks for
-        are also discovered on the first call that needs them, so this is rarely needed.
+      rng_streams: names of the rng streams the model draws from (``("dropout",)``). Given,
+        every call passes a key for each of exactly these streams, and a model asking for
+        another one raises ``MissingRngStreamError``. ``None`` (the default): the streams
+        are found on the first call from the model's structure, see below.
 
     Variables (``vars()``), in Flax's sorted order then the random state:
       ``(FlaxModule).<collection>/<path>/<leaf>`` for every leaf of ``variables`` (a
@@ -66,13 +99,28 @@ class FlaxModule(TreeModule):
     Calling ``m(*args, **kwargs)`` runs ``module.apply(variables, *args, **kwargs)`` with
     every collection other than ``params`` mutable and stores the updated values (batch
     statistics) back in their ``StateVar``s; keyword arguments (``train=True``) pass
-    through. When the model needs random numbers, each call draws them from ``m.rng``:
-    with the streams' names sorted, ``keys = jax.random.split(rng, len(streams) + 1)``;
-    ``keys[0]`` becomes the new ``rng`` and ``keys[1 + i]`` is the key of stream ``i``
-    (for dropout alone: ``rng, dropout_key = jax.random.split(rng)``). Inside
-    ``bridge.Vectorize`` every example gets its own keys. Passing ``rngs=...`` uses those
-    keys instead and leaves ``m.rng`` alone. A call that raises (a new value of the wrong
-    shape or dtype, a variable the model created) changes no variable, ``m.rng`` included.
+    through.
+
+    Random numbers. A call with streams to feed draws their keys from ``m.rng``: with the
+    streams' names sorted, ``keys = jax.random.split(rng, len(streams) + 1)``; ``keys[0]``
+    becomes the new ``rng`` and ``keys[1 + i]`` is the key of stream ``i`` (for dropout
+    alone: ``rng, dropout_key = jax.random.split(rng)``). Inside ``bridge.Vectorize`` every
+    example gets its own keys. Passing ``rngs=...`` to a call uses those keys instead,
+    leaves ``m.rng`` alone and finds no streams.
+
+    Which streams: those of ``rng_streams`` when given. Otherwise the first call finds
+    them (inside ``bridge.Jit`` it runs while tracing, so compiled calls pay nothing): it
+    runs ``apply`` noting the ``rng_collection`` attribute of every Linen module called
+    (``nn.Dropout``'s is ``"dropout"``; give your own modules one to be found). If Flax
+    reports a stream missing, the call is run again with the streams noted so far (again
+    while that adds streams). The streams noted are then fixed for every later call,
+    which draws keys for all of them whether or not it uses them (a first call in eval
+    mode, with dropout off, draws none; the next calls do). A stream that cannot be found
+    this way (``self.make_rng("noise")`` in a module without ``rng_collection``) raises
+    ``MissingRngStreamError``: pass ``rng_streams=("noise", ...)``.
+
+    A call that raises (a new value of the wrong shape or dtype, a variable the model
+    created, a missing rng stream) changes no variable, ``m.rng`` included.
 
     Example::
 
@@ -93,7 +141,7 @@ class FlaxModule(TreeModule):
     """
 
     def __init__(self, module: nn.Module, variables: Mapping[str, Any], *, seed: int = 0,
-                 rng_streams: Sequence[str] = ()):
+                 rng_streams: Optional[Sequence[str]] = None):
         if not isinstance(module, nn.Module):
             raise TypeError(f"FlaxModule takes a flax.linen.Module, got {type(module).__name__}"
                             " (use NNXModule for Flax NNX modules).")
@@ -107,6 +155,14 @@ class FlaxModule(TreeModule):
         self._set_leaves([
             (path_name(path), (TrainVar if key_name(path[0]) == "params" else StateVar)(leaf))
             for path, leaf in flat])
+        # Leaves in metadata boxes (nn.Partitioned): the converters box them again.
+        boxes = jax.tree_util.tree_flatten_with_path(
+            dict(variables), is_leaf=lambda x: isinstance(x, meta.AxisMetadata))[0]
+        templates = {path_name(path): box.replace_boxed(None) for path, box in boxes
+                     if isinstance(box, meta.AxisMetadata)}
+        for name, var in zip(self._names, self._leaves):
+            if name in templates:
+                note_linen_box(var, templates[name])
         # The collections apply may change, and where their leaves sit among ours: the
         # updates come back as {collection: tree}, whose leaves are in this same order.
         self._mutable = sorted(c for c in variables if c != "params")
@@ -114,7 +170,13 @@ class FlaxModule(TreeModule):
                              if key_name(path[0]) != "params"]
         self._state_treedef = jax.tree_util.tree_structure(
             {c: variables[c] for c in self._mutable})
-        self._rng_streams = tuple(sorted(set(rng_streams)))
+        if isinstance(rng_streams, str):
+            raise TypeError("FlaxModule: rng_streams takes a sequence of stream names, "
+                            f"e.g. ({rng_streams!r},), not a str.")
+        # Declared streams are fixed; otherwise the first call finds them (_find_streams).
+        self._streams_fixed = rng_streams is not None
+        self._rng_declared = rng_streams is not None
+        self._rng_streams = tuple(sorted(set(rng_streams or ())))
         self.rng = RandomState(seed)
 
     @property
@@ -130,27 +192,56 @@ class FlaxModule(TreeModule):
         values = read(self._leaves)
         variables = self._treedef.unflatten(values)
         given_rngs = kwargs.pop("rngs", None)
-        while True:
-            rngs, next_key = given_rngs, None
-            if given_rngs is None and self._rng_streams:
-                next_key, keys = split_key(self.rng.value, len(self._rng_streams))
-                rngs = dict(zip(self._rng_streams, keys))
+        if given_rngs is not None:
+            out, updates = self._apply(variables, args, kwargs, given_rngs)
+            next_key = None
+        elif self._streams_fixed:
             try:
-                if self._mutable:
-                    out, updates = self.module.apply(variables, *args, rngs=rngs,
-                                                     mutable=self._mutable, **kwargs)
-                else:
-                    out, updates = self.module.apply(variables, *args, rngs=rngs,
-                                                     **kwargs), None
-                break
-            except InvalidRngError as e:  # the model needs a stream we did not pass yet
-                match = _MISSING_STREAM.search(str(e))
-                if given_rngs is not None or match is None \
-                        or match.group(1) in self._rng_streams:
-                    raise
-                self._rng_streams = tuple(sorted(self._rng_streams + (match.group(1),)))
+                out, updates, next_key = self._apply_with_streams(variables, args, kwargs,
+                                                                  self._rng_streams)
+            except InvalidRngError as e:
+                raise MissingRngStreamError(self._rng_streams, self._rng_declared) from e
+        else:
+            out, updates, next_key = self._find_streams(variables, args, kwargs)
         self._commit_call(self._changed_state(updates, values) if updates else {}, next_key)
         return out
+
+    def _apply(self, variables: Any, args: tuple, kwargs: dict, rngs: Any) -> tuple[Any, Any]:
+        """``(output, state updates or None)`` of ``module.apply``."""
+        if self._mutable:
+            return self.module.apply(variables, *args, rngs=rngs, mutable=self._mutable,
+                                     **kwargs)
+        return self.module.apply(variables, *args, rngs=rngs, **kwargs), None
+
+    def _apply_with_streams(self, variables: Any, args: tuple, kwargs: dict,
+                            streams: Sequence[str]) -> tuple[Any, Any, Any]:
+        """``apply`` with a key for each of ``streams`` drawn from ``self.rng``;
+        ``(output, updates, next rng key or None)``. Nothing is written."""
+        rngs, next_key = None, None
+        if streams:
+            next_key, keys = split_key(self.rng.value, len(streams))
+            rngs = dict(zip(streams, keys))
+        out, updates = self._apply(variables, args, kwargs, rngs)
+        return out, updates, next_key
+
+    def _find_streams(self, variables: Any, args: tuple, kwargs: dict) -> tuple[Any, Any, Any]:
+        """The first call without declared streams: note the ``rng_collection`` of every
+        module called; while Flax reports a missing stream and the notes hold new ones,
+        run again with them. Once a run succeeds, the streams noted are fixed."""
+        found: set = set()
+        streams = self._rng_streams
+        while True:
+            try:
+                with nn.intercept_methods(_streams_of(found)):
+                    result = self._apply_with_streams(variables, args, kwargs, streams)
+                break
+            except InvalidRngError as e:
+                if found.issubset(streams):  # nothing new to try
+                    raise MissingRngStreamError(streams, False) from e
+                streams = tuple(sorted(found.union(streams)))
+        self._rng_streams = tuple(sorted(found.union(streams)))
+        self._streams_fixed = True
+        return result
 
     def _changed_state(self, updates: Mapping[str, Any], values: list) -> dict[int, Any]:
         """``{leaf index: new value}`` for the state leaves ``apply`` replaced.
@@ -197,7 +288,10 @@ class NNXModule(TreeModule):
       ``(NNXModule).<path>/<leaf>``, e.g. ``(NNXModule).linear/kernel``: an ``nnx.Param``
       becomes a ``TrainVar``; other NNX variables (``BatchStat``, counters, ...) become
       ``StateVar``s; the key of an ``nnx.Rngs`` stream (``.../rngs/dropout/key``) becomes a
-      ``RandomState`` (holding the raw key data), its ``count`` a ``StateVar``.
+      ``RandomState`` (holding the raw key data), its ``count`` a ``StateVar``. Each
+      variable remembers its NNX type and metadata (a stream's ``tag``, sharding names,
+      ...), so ``bridge.flax.to_nnx_state(m.vars())`` gives back the module's state as NNX
+      typed it and ``nnx.merge(graphdef, to_nnx_state(m.vars()))`` equals ``m.merge()``.
 
     Calling ``m(*args, **kwargs)`` rebuilds the NNX module from the variables
     (``nnx.merge``), calls it and keeps every change it made to its variables. As in NNX, a
@@ -229,16 +323,19 @@ class NNXModule(TreeModule):
         named: list[tuple[str, BaseVar]] = []
         self._key_impls: dict[int, Any] = {}  # leaf index -> PRNG impl of a typed key
         for i, ((path, variable), leaf) in enumerate(zip(flat_vars, leaves)):
+            impl = None
             if isinstance(variable, nnx.Param):
                 var = TrainVar(leaf)
             elif isinstance(variable, nnx.RngKey):
                 var = RandomState()
                 if _is_key(leaf):
-                    self._key_impls[i] = jax.random.key_impl(leaf)
+                    impl = self._key_impls[i] = jax.random.key_impl(leaf)
                     leaf = jax.random.key_data(leaf)
                 var.assign(leaf, check=False)
             else:
                 var = StateVar(leaf)
+            # the variable's type and metadata, for the converters (to_nnx_state)
+            note_nnx(var, type(variable), nt.metadata(variable), impl)
             named.append((path_name(path), var))
         self._set_leaves(named)
 

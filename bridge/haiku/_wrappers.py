@@ -31,15 +31,6 @@ from bridge.state._module import module_vars
 
 __all__ = ["HaikuModule", "to_haiku"]
 
-# Haiku's error for "this function needs an rng" (every dm-haiku >= 0.0.16 has it; it is
-# not re-exported publicly). Its type alone says what happened.
-from haiku._src.base import MissingRNGError as _MissingRNG
-
-
-def _missing_rng(e: Exception) -> bool:
-    return isinstance(e, _MissingRNG)
-
-
 def _takes_rng(apply: Callable, position: int) -> bool:
     """Whether ``apply`` has an ``rng`` parameter (``hk.without_apply_rng`` removes it)."""
     try:
@@ -62,6 +53,11 @@ class HaikuModule(TreeModule):
       params: its params, as ``transformed.init`` returns them (kept, not copied).
       state: its state (``TransformedWithState`` only).
       seed: seed of the ``RandomState`` that the ``rng`` argument of ``apply`` comes from.
+      needs_rng: whether each call passes ``apply`` a fresh key as its ``rng``. ``None``
+        (the default): yes whenever ``apply`` takes an ``rng`` argument, that is unless the
+        function went through ``hk.without_apply_rng``. ``False``: ``rng=None`` (for a
+        model that draws no random numbers; ``m.rng`` then never changes). ``True``:
+        always (an ``apply`` without an ``rng`` argument is refused).
 
     Variables (``vars()``), in Haiku's sorted order, then the random state:
       ``(HaikuModule).params/<module name>/<leaf>`` (``TrainVar``), e.g.
@@ -71,11 +67,12 @@ class HaikuModule(TreeModule):
 
     Calling ``m(*args, **kwargs)`` runs ``transformed.apply(params, [state,] rng, *args,
     **kwargs)`` and stores the returned state; keyword arguments (``is_training=True``)
-    pass through. ``rng`` is ``None`` until the model asks for random numbers (found out on
-    the first call that does); from then on each call draws
-    ``rng_state, rng = jax.random.split(rng_state)`` from ``m.rng``, so keys change per call,
-    and per example inside ``bridge.Vectorize``. A call that raises (a state value of the
-    wrong shape or dtype) changes no variable, ``m.rng`` included.
+    pass through. With ``needs_rng`` (see above), every call draws its ``rng`` from
+    ``m.rng`` as ``new_state, rng = jax.random.split(m.rng)``, ``new_state`` becoming
+    ``m.rng``: keys change per call, and per example inside ``bridge.Vectorize``. The rule
+    is fixed when the wrapper is built; nothing is found out by calling the model. A call
+    that raises (a state value of the wrong shape or dtype) changes no variable, ``m.rng``
+    included.
 
     Example::
 
@@ -87,7 +84,7 @@ class HaikuModule(TreeModule):
     """
 
     def __init__(self, transformed: Any, params: Mapping, state: Optional[Mapping] = None,
-                 *, seed: int = 0):
+                 *, seed: int = 0, needs_rng: Optional[bool] = None):
         if not hasattr(transformed, "apply") or not hasattr(transformed, "init"):
             raise TypeError("HaikuModule takes an hk.Transformed or hk.TransformedWithState, "
                             f"got {type(transformed).__name__}.")
@@ -97,7 +94,10 @@ class HaikuModule(TreeModule):
                             "use hk.transform_with_state.")
         self.transformed = transformed
         self._takes_rng = _takes_rng(transformed.apply, 2 if self._with_state else 1)
-        self._needs_rng = False
+        if needs_rng and not self._takes_rng:
+            raise TypeError("HaikuModule: needs_rng=True, but transformed.apply takes no rng "
+                            "(it went through hk.without_apply_rng).")
+        self._needs_rng = self._takes_rng if needs_rng is None else bool(needs_rng)
         trees = {"params": dict(params), "state": dict(state or {})}
         named: list[tuple[str, BaseVar]] = []
         self._defs = {}
@@ -125,23 +125,15 @@ class HaikuModule(TreeModule):
         head = [self._defs["params"].unflatten(values[:n])]
         if self._with_state:
             head.append(self._defs["state"].unflatten(values[n:]))
-        while True:
-            next_key = None
-            if self._takes_rng:
-                rng = None
-                if self._needs_rng:
-                    next_key, keys = split_key(self.rng.value, 1)
-                    rng = keys[0]
-                call_args = (*head, rng, *args)
-            else:
-                call_args = (*head, *args)
-            try:
-                out = self.transformed.apply(*call_args, **kwargs)
-                break
-            except ValueError as e:  # the model draws random numbers: give it an rng
-                if self._needs_rng or not self._takes_rng or not _missing_rng(e):
-                    raise
-                self._needs_rng = True
+        next_key = None
+        if self._takes_rng:
+            rng = None
+            if self._needs_rng:
+                next_key, keys = split_key(self.rng.value, 1)
+                rng = keys[0]
+            out = self.transformed.apply(*head, rng, *args, **kwargs)
+        else:
+            out = self.transformed.apply(*head, *args, **kwargs)
         changed = {}
         if self._with_state:
             out, new_state = out

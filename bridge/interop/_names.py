@@ -192,8 +192,10 @@ class ObjaxNamer:
         return Entry("params" if trainable else "state", tuple(segs), leaf)
 
     def _wrapped(self, owner: str, tail: str, segs: tuple, trainable: bool) -> Entry:
-        if "/" not in tail:
+        if "/" not in tail and owner != "NNXModule":
             # the wrapper's own bookkeeping (its ``rng``): not part of the library's tree
+            # (every Linen and Haiku leaf has a collection; an NNX variable held directly
+            # by the root module does not)
             return Entry("", segs, tail, drop=True)
         if owner == "FlaxModule":
             coll, *rest = tail.split("/")

@@ -1377,7 +1377,7 @@ def test_E_INTEROP_01_translate_to_an_unknown_scheme(expect):
 
 def test_E_INTEROP_02_port_to_an_unknown_scheme(expect):
     with expect():
-        bridge.interop.port({"params": {}}, "linen", "torch")
+        bridge.interop.port({"params": {}}, "linen", "objax")
 
 
 def test_E_INTEROP_03_an_unknown_preset(expect):
@@ -1707,6 +1707,39 @@ def test_E_WRAP_15_to_haiku_apply_with_missing_params(expect):
     with expect(model):
         transformed.apply(params, state, None, jnp.ones((1, 3)))
 
+
+
+def test_E_WRAP_16_flax_model_drawing_from_an_undeclared_stream(expect):
+    fnn = pytest.importorskip("flax.linen")
+    from bridge.flax import FlaxModule
+
+    class Noisy(fnn.Module):
+        @fnn.compact
+        def __call__(self, x):
+            return fnn.Dense(2)(x) + jax.random.normal(self.make_rng("noise"), (2,))
+
+    x = jnp.ones((1, 3))
+    m = FlaxModule(Noisy(), Noisy().init(jax.random.PRNGKey(0), x))
+    with expect(m):
+        m(x)
+
+
+def test_E_WRAP_17_haiku_needs_rng_for_an_apply_without_rng(expect):
+    hk = pytest.importorskip("haiku")
+    from bridge.haiku import HaikuModule
+
+    f = hk.without_apply_rng(hk.transform(lambda x: hk.Linear(2)(x)))
+    params = f.init(jax.random.PRNGKey(0), jnp.ones((1, 3)))
+    with expect():
+        HaikuModule(f, params, needs_rng=True)
+
+
+def test_E_WRAP_18_flax_rng_streams_given_as_one_string(expect, linen):
+    from bridge.flax import FlaxModule
+
+    net, variables, _ = linen
+    with expect():
+        FlaxModule(net(), variables, rng_streams="dropout")
 
 # ===== The page and this module agree =====================================================
 

@@ -105,7 +105,8 @@ def test_mlp_parity(mlp, without_rng):
     assert max_diff(m.params, p) <= TOL
     n = len(jax.tree_util.tree_leaves(p))
     assert max_diff(opt.vars().tensors()[n:], o) <= TOL
-    assert m.rng.value is rng_before  # the model draws no random numbers
+    if without_rng:  # no rng argument: no key is drawn
+        assert m.rng.value is rng_before
 
 
 # ----- hk.nets.ResNet18 with BatchNorm state ----------------------------------------------
@@ -156,26 +157,48 @@ def _dropout_net(x, is_training=True):
     return hk.Linear(2)(x)
 
 
-def test_rng_drawn_only_when_needed_and_reproducible():
+def test_a_key_is_drawn_on_every_call_when_apply_takes_an_rng():
+    """needs_rng=None and an apply with an rng argument: each call, eval or not, draws
+    ``m.rng, key = jax.random.split(m.rng)`` and passes ``key``."""
     f = hk.transform(_dropout_net)
     x = jnp.ones((4, 3))
     params = f.init(jax.random.PRNGKey(0), x)
     m = HaikuModule(f, params, seed=3)
+    out = m(x, is_training=False)
+    state, key = jax.random.split(jax.random.PRNGKey(3))
+    np.testing.assert_allclose(out, f.apply(params, key, x, False), atol=TOL)
+    np.testing.assert_array_equal(m.rng.value, state)
+    out2 = m(x)
+    np.testing.assert_allclose(out2, f.apply(params, jax.random.split(state)[1], x), atol=TOL)
+
+
+def test_needs_rng_false_passes_none_and_leaves_rng_alone():
+    f = hk.transform(_dropout_net)
+    x = jnp.ones((4, 3))
+    params = f.init(jax.random.PRNGKey(0), x)
+    m = HaikuModule(f, params, needs_rng=False)
     rng = m.rng.value
     np.testing.assert_allclose(m(x, is_training=False), f.apply(params, None, x, False),
                                atol=TOL)
-    assert m.rng.value is rng  # not needed, not drawn
-    out = m(x)
-    state, key = jax.random.split(jax.random.PRNGKey(3))   # the documented derivation
-    np.testing.assert_allclose(out, f.apply(params, key, x), atol=TOL)
-    np.testing.assert_array_equal(m.rng.value, state)
-    out2 = m(x)
-    assert not np.allclose(out, out2)
-    np.testing.assert_allclose(out2, f.apply(params, jax.random.split(state)[1], x), atol=TOL)
-    # a model without an rng argument that still asks for one fails as in Haiku
-    m2 = HaikuModule(hk.without_apply_rng(f), params)
-    with pytest.raises(ValueError, match="PRNGKey"):
-        m2(x)
+    assert m.rng.value is rng
+
+
+def test_needs_rng_true_is_refused_for_an_apply_without_rng():
+    f = hk.without_apply_rng(hk.transform(_dropout_net))
+    params = f.init(jax.random.PRNGKey(0), jnp.ones((4, 3)))
+    with pytest.raises(TypeError, match="needs_rng=True"):
+        HaikuModule(f, params, needs_rng=True)
+
+
+def test_a_model_without_rng_argument_that_draws_fails_as_in_haiku():
+    f = hk.transform(_dropout_net)
+    x = jnp.ones((4, 3))
+    params = f.init(jax.random.PRNGKey(0), x)
+    native = hk.without_apply_rng(f)
+    with pytest.raises(ValueError) as expected:
+        native.apply(params, x)
+    with pytest.raises(type(expected.value)):
+        HaikuModule(native, params)(x)
 
 
 def test_vectorize_gives_each_example_its_own_rng():

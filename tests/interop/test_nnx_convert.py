@@ -143,3 +143,14 @@ def test_nnx_module_variables_round_trip_through_the_converters():
     reference = nnx.state(NNXNet(nnx.Rngs(0)))
     assert paths(state) == paths(reference)
     assert load_nnx_state(wrapped.vars(), reference).ok
+
+
+def test_a_variable_held_by_the_root_nnx_module_is_converted():
+    class Scale(nnx.Module):
+        def __init__(self):
+            self.w = nnx.Param(jnp.arange(3.0))
+
+    m = bridge.flax.NNXModule(Scale())
+    state = bridge.flax.to_nnx_state(m.vars())
+    assert isinstance(state["w"], nnx.Param)
+    np.testing.assert_array_equal(state["w"].get_value(), jnp.arange(3.0))
