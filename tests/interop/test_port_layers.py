@@ -68,6 +68,8 @@ LAYERS = {
     "group_norm": (lambda: hk.GroupNorm(2, eps=1e-6), lambda: nn.GroupNorm(2, epsilon=1e-6),
                    (2, 6, 6, 4)),
     "rms_norm": (lambda: hk.RMSNorm(-1, eps=1e-6), lambda: nn.RMSNorm(), (2, 5, 8)),
+    "instance_norm": (lambda: hk.InstanceNorm(True, True, eps=1e-6),
+                      lambda: nn.InstanceNorm(epsilon=1e-6), (2, 6, 6, 4)),
     "embed": (lambda: hk.Embed(11, 6), lambda: nn.Embed(11, 6), (2, 5)),
     "dense": (lambda: hk.Linear(3), lambda: nn.Dense(3), (2, 8)),
 }
@@ -271,3 +273,19 @@ def test_jitted_linen_model_runs_on_ported_haiku_weights():
     ref = jax.jit(jax.grad(lambda p: ht.apply(p, x).sum()))(params)
     np.testing.assert_allclose(grads["params"]["Conv_0"]["kernel"], ref["conv2_d"]["w"],
                                rtol=1e-5, atol=1e-5)
+
+
+def test_dense_general_and_nnx_linear_general_keep_their_layout_everywhere():
+    class General(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.DenseGeneral((2, 4))(x)
+
+    x = jax.random.normal(KEY, (3, 8))
+    variables = jitter(General().init(KEY, x))
+    assert_same_tree(port(port(variables, "linen", "haiku"), "haiku", "linen"), variables)
+    state = port(variables, "linen", "nnx")
+    assert state["DenseGeneral_0"]["kernel"].get_value().shape == (8, 2, 4)
+    layer = nnx.LinearGeneral(8, (2, 4), rngs=nnx.Rngs(0))
+    nnx.update(layer, port({"params": variables["params"]["DenseGeneral_0"]}, "linen", "nnx"))
+    np.testing.assert_allclose(layer(x), General().apply(variables, x), atol=1e-6)
