@@ -132,11 +132,14 @@ def to_linen_variables(vc: VarCollection, rules: RulesArg = None) -> dict[str, A
         linen_model.apply(variables, x)
     """
     flat = _engine.export(vc, "linen", rules, "to_linen_variables")
+    parts = {}
     for t in _engine.targets_for_export(vc, "linen", rules):  # cached: no second translation
         template = _metadata.recall(t.var, LINEN)
         if template is not None:
             flat[t.key] = template.replace_boxed(flat[t.key])
-    return _engine.unflatten_linen(flat)
+        if t.parts is not None:
+            parts[t.key] = t.parts
+    return _engine.unflatten_linen(flat, parts)
 
 
 def load_linen_variables(vc: VarCollection, variables: Mapping[str, Any], strict: bool = True,

@@ -36,7 +36,9 @@ from flax.errors import InvalidRngError
 
 from bridge.flax import _nnx_types as nt
 from bridge.flax._convert import note_linen_box, note_nnx
-from bridge.interop._tree_module import TreeModule, key_name, path_name
+from bridge.interop import _metadata
+from bridge.interop._metadata import LINEN_PATH
+from bridge.interop._tree_module import TreeModule, key_name, path_name, path_parts
 from bridge.pure import functionalize
 from bridge.state import BaseVar, RandomState, StateVar, TrainVar, VarCollection
 from bridge.state._access import read, split_key, storages
@@ -163,6 +165,12 @@ class FlaxModule(TreeModule):
         for name, var in zip(self._names, self._leaves):
             if name in templates:
                 note_linen_box(var, templates[name])
+        # A leaf named with '/' (self.param("a/b")) makes its text name ambiguous: the
+        # converters rebuild the tree from these parts.
+        for (path, _), var in zip(flat, self._leaves):
+            parts = path_parts(path)
+            if any("/" in p for p in parts):
+                _metadata.remember(var, LINEN_PATH, parts)
         # The collections apply may change, and where their leaves sit among ours: the
         # updates come back as {collection: tree}, whose leaves are in this same order.
         self._mutable = sorted(c for c in variables if c != "params")

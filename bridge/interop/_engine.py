@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from bridge.interop import _metadata
 from bridge.interop import _names as nm
 from bridge.interop._rules import PRESETS, Layer, Rule
 from bridge.state import BaseVar, TrainVar, VarCollection, _load
@@ -84,6 +85,7 @@ class _Target:
     inverse: Optional[Callable] = None
     entry: Optional[nm.Entry] = None
     by_rule: bool = False
+    parts: Optional[tuple[str, ...]] = None   # the exact Linen tree path, when the key is ambiguous
 
     def to_lib(self, x: Any) -> Any:
         if self.by_rule:
@@ -245,7 +247,12 @@ def _translate(vc: VarCollection, scheme: str, opts: _Options, style: str, mlp: 
         else:
             key, extras = nm.haiku_keys(entry, table, mlp)
             dst = spec.haiku_layout if spec else None
-        out.append(_Target(name, storage, key, src, dst, extras, entry=entry))
+        parts = None
+        if scheme == "linen" and entry.scope is not None:
+            exact = _metadata.recall(storage, _metadata.LINEN_PATH)
+            if exact is not None:
+                parts = (exact[0], *map(str, entry.scope), *exact[1:])
+        out.append(_Target(name, storage, key, src, dst, extras, entry=entry, parts=parts))
     return _Targets(out)
 
 
@@ -393,10 +400,13 @@ def flatten_linen(variables: Mapping[str, Any], what: str = "variables") -> dict
     return flat
 
 
-def unflatten_linen(flat: Mapping[str, Any]) -> dict[str, Any]:
+def unflatten_linen(flat: Mapping[str, Any],
+                    parts: Optional[Mapping[str, Sequence[str]]] = None) -> dict[str, Any]:
+    """The nested Linen dict of ``flat``; ``parts`` gives the exact path of keys whose
+    text is ambiguous (a name holding '/')."""
     out: dict[str, Any] = {}
     for key, value in flat.items():
-        *path, leaf = key.split("/")
+        *path, leaf = parts[key] if parts and key in parts else key.split("/")
         node = out
         for p in path:
             node = node.setdefault(p, {})

@@ -24,7 +24,11 @@ from typing import Any, Optional
 from bridge.state import BaseVar
 from bridge.state._access import storage_of
 
-__all__ = ["forget", "recall", "remember"]
+__all__ = ["LINEN_PATH", "forget", "recall", "remember"]
+
+#: Scheme of the note holding a ``FlaxModule`` leaf's exact Linen path (its parts), kept
+#: when a part holds '/', where the variable's text name cannot tell the parts apart.
+LINEN_PATH = "linen_path"
 
 # id(storage) -> (weak reference to the storage, {scheme: note}). Keyed by id rather
 # than by the variable: variables compare by value (``==`` is array arithmetic), which a

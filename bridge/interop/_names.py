@@ -81,6 +81,7 @@ class Entry:
     spec: Optional[Leaf] = None
     drop: bool = False          # a derived Haiku EMA leaf (hidden, counter): consumed, not kept
     direct: Optional[tuple[str, str]] = None   # (scheme, key) when the name is native there
+    scope: Optional[tuple[Any, ...]] = None    # a FlaxModule's own scope in the tree
 
     def linen_key(self) -> str:
         return "/".join((self.coll, *map(str, self.path), str(self.leaf)))
@@ -203,6 +204,7 @@ class ObjaxNamer:
             # the text of the scope lost its list indices' type: put it back (same text)
             scope = _split_parts(segs)
             entry.path = scope + entry.path[len(scope):]
+            entry.scope = scope
             if not segs:
                 entry.direct = ("linen", tail)
             return entry

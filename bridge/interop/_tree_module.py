@@ -15,7 +15,7 @@ import jax
 from bridge.state import BaseVar, Module, VarCollection
 from bridge.state._access import commit, set_label
 
-__all__ = ["TreeModule", "key_name", "path_name"]
+__all__ = ["TreeModule", "key_name", "path_name", "path_parts"]
 
 
 def key_name(entry: Any) -> str:
@@ -26,12 +26,17 @@ def key_name(entry: Any) -> str:
     return str(entry)
 
 
-def path_name(path: Sequence[Any]) -> str:
-    """``params/Dense_0/kernel``; the ``.value`` of a metadata box (``nn.Partitioned``) is
-    not part of the name."""
+def path_parts(path: Sequence[Any]) -> tuple[str, ...]:
+    """``('params', 'Dense_0', 'kernel')``; the ``.value`` of a metadata box
+    (``nn.Partitioned``) is not part of it."""
     if path and isinstance(path[-1], jax.tree_util.GetAttrKey) and path[-1].name == "value":
         path = path[:-1]
-    return "/".join(key_name(k) for k in path)
+    return tuple(key_name(k) for k in path)
+
+
+def path_name(path: Sequence[Any]) -> str:
+    """``params/Dense_0/kernel`` (``path_parts`` joined: a part may itself hold '/')."""
+    return "/".join(path_parts(path))
 
 
 class TreeModule(Module):

@@ -240,3 +240,18 @@ def test_repeated_conversion_follows_replaced_variables():
     model[0].w = bridge.TrainVar(jnp.ones((2, 3)))
     second = bridge.flax.to_linen_variables(model.vars())
     assert second["params"]["layers_0"]["kernel"] is model[0].w.value
+
+
+def test_a_linen_leaf_named_with_a_slash_comes_back_as_one_leaf():
+    class Slash(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return x * self.param("a/b", nn.initializers.ones, (3,))
+
+    variables = Slash().init(jax.random.PRNGKey(0), jnp.ones(3))
+    m = bridge.flax.FlaxModule(Slash(), variables)
+    back = bridge.flax.to_linen_variables(m.vars())
+    assert list(back["params"]) == ["a/b"]
+    assert back["params"]["a/b"] is variables["params"]["a/b"]
+    other = bridge.flax.FlaxModule(Slash(), variables)
+    assert bridge.flax.load_linen_variables(other.vars(), back).ok

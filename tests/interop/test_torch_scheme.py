@@ -491,3 +491,24 @@ def test_bfloat16_weights_load_as_bfloat16(tmp_path):
     hub, _ = read_torch(loaded)
     np.testing.assert_array_equal(np.asarray(hub["params", ("fc",), "kernel"], np.float32),
                                   weight.T.astype(np.float32))
+
+
+@pytest.mark.parametrize("scheme", ["haiku", "nnx", "linen"])
+def test_torch_weights_cross_every_scheme_and_come_back_unchanged(state_dict, scheme):
+    back = bridge.interop.port(bridge.interop.port(state_dict, "torch", scheme), scheme,
+                               "torch")
+    assert back.keys() == state_dict.keys()
+    for name, value in state_dict.items():
+        if name.endswith("num_batches_tracked"):
+            assert int(back[name]) == 0      # a step counter nothing in JAX keeps
+            continue
+        np.testing.assert_array_equal(np.asarray(back[name]), value, err_msg=name)
+
+
+def test_torch_weights_reach_an_nnx_model_as_typed_variables(state_dict):
+    from flax import nnx
+
+    state = bridge.interop.port(state_dict, "torch", "nnx")
+    assert isinstance(state["layer1"][0]["conv1"]["kernel"], nnx.Param)
+    assert isinstance(state["bn1"]["mean"], nnx.BatchStat)
+    assert state["layer1"][0]["conv1"]["kernel"].get_value().shape == (3, 3, 64, 64)
