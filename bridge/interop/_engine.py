@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from bridge.interop import _metadata
+from bridge.interop import _metadata, _port
 from bridge.interop import _names as nm
 from bridge.interop._rules import PRESETS, Layer, Rule
 from bridge.state import BaseVar, TrainVar, VarCollection, _load
@@ -418,20 +418,9 @@ def flatten_haiku(params: Optional[Mapping[str, Mapping[str, Any]]],
                   state: Optional[Mapping[str, Mapping[str, Any]]] = None,
                   what: str = "params") -> dict[str, Any]:
     """``({'linear': {'w': x}}, {'bn/~/mean_ema': {...}})`` → ``{'params/linear/w': x, ...}``."""
-    flat: dict[str, Any] = {}
-    for coll, tree in (("params", params), ("state", state)):
-        if tree is None:
-            continue
-        if not isinstance(tree, Mapping):
-            raise TypeError(f"{what}: Haiku {coll} must be a dict {{module name: {{name: "
-                            f"array}}}}, got {type(tree).__name__}.")
-        for module, leaves in tree.items():
-            if not isinstance(leaves, Mapping):
-                raise TypeError(f"{what}: Haiku {coll}[{module!r}] must be a dict of arrays, "
-                                f"got {type(leaves).__name__}.")
-            for leaf, value in leaves.items():
-                flat[f"{coll}/{module}/{leaf}"] = value
-    return flat
+    return {f"{coll}/{module}/{leaf}": value
+            for coll, module, leaves in _port.haiku_modules(params, state, what)
+            for leaf, value in leaves.items()}
 
 
 def unflatten_haiku(flat: Mapping[str, Any]) -> tuple[dict, dict]:
@@ -506,7 +495,6 @@ def port(tree: Any, from_: str, to: str, rules: RulesArg = None, like: Any = Non
         sd = bridge.interop.load_safetensors("resnet18.safetensors")
         variables = bridge.interop.port(sd, "torch", "linen", like=linen_init)
     """
-    from bridge.interop import _port
     what = f"port({from_!r} -> {to!r})"
     for s in (from_, to):
         if s not in _port.SCHEMES:
@@ -532,7 +520,6 @@ def port(tree: Any, from_: str, to: str, rules: RulesArg = None, like: Any = Non
 def _port_into_bridge(tree: Any, from_: str, vc: VarCollection, opts: _Options,
                       what: str) -> dict[str, Any]:
     """``{variable name: value}`` for the variables of ``vc`` from a tree of ``from_``."""
-    from bridge.interop import _port
     used: set[int] = set()
     hub = _port.read_for_port(tree, from_, opts.rules, opts.layers, used)
     _check_rules_used(opts.rules, used, [], what)

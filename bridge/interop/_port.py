@@ -232,6 +232,23 @@ def _haiku_parts(module: str) -> tuple[str, ...]:
     return tuple(p for p in module.split("/") if p != "~") if module != "~" else ()
 
 
+def haiku_modules(params: Optional[Mapping], state: Optional[Mapping], what: str
+                  ) -> Iterable[tuple[str, str, Mapping[str, Any]]]:
+    """``(collection, module name, {leaf: value})`` of Haiku ``params`` and ``state``
+    (either may be ``None``), checking that both are ``{module name: {name: array}}``."""
+    for coll, tree in (("params", params), ("state", state)):
+        if tree is None:
+            continue
+        if not isinstance(tree, Mapping):
+            raise TypeError(f"{what}: Haiku {coll} must be a dict {{module name: {{name: "
+                            f"array}}}}, got {type(tree).__name__}.")
+        for module, leaves in tree.items():
+            if not isinstance(leaves, Mapping):
+                raise TypeError(f"{what}: Haiku {coll}[{module!r}] must be a dict of arrays, "
+                                f"got {type(leaves).__name__}.")
+            yield coll, module, leaves
+
+
 def read_haiku(tree: Any, names: _Names, hints: Mapping[Key, tuple], mlp: bool = False
                ) -> Hub:
     params, state = (tree if isinstance(tree, tuple) and len(tree) == 2 else (tree, None))
@@ -239,24 +256,15 @@ def read_haiku(tree: Any, names: _Names, hints: Mapping[Key, tuple], mlp: bool =
     raw: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
     src: dict[tuple[str, tuple[str, ...], str], str] = {}
     literal: set[tuple[str, ...]] = set()   # hk.nets.MLP layers under the "mlp" preset
-    for coll, t in (("params", params), ("state", state)):
-        if t is None:
-            continue
-        if not isinstance(t, Mapping):
-            raise TypeError(f"Haiku {coll} must be a dict {{module name: {{name: array}}}}, "
-                            f"got {type(t).__name__}.")
-        for module, leaves in t.items():
-            if not isinstance(leaves, Mapping):
-                raise TypeError(f"Haiku {coll}[{module!r}] must be a dict of arrays, got "
-                                f"{type(leaves).__name__}.")
-            parts = _haiku_parts(module)
-            if mlp and len(parts) == 2 and parts[0] == "mlp" and re.match(r"^linear_\d+$",
-                                                                          parts[1]):
-                parts = ("Dense_" + parts[1].split("_")[1],)
-                literal.add(parts)
-            for leaf, value in leaves.items():
-                raw.setdefault((coll, parts), {})[leaf] = value
-                src[coll, parts, leaf] = f"{coll}/{module}/{leaf}"
+    for coll, module, leaves in haiku_modules(params, state, "tree"):
+        parts = _haiku_parts(module)
+        if mlp and len(parts) == 2 and parts[0] == "mlp" and re.match(r"^linear_\d+$",
+                                                                      parts[1]):
+            parts = ("Dense_" + parts[1].split("_")[1],)
+            literal.add(parts)
+        for leaf, value in leaves.items():
+            raw.setdefault((coll, parts), {})[leaf] = value
+            src[coll, parts, leaf] = f"{coll}/{module}/{leaf}"
     params_of = {parts: leaves for (coll, parts), leaves in raw.items() if coll == "params"}
     done: set[tuple[str, tuple[str, ...]]] = set()
 

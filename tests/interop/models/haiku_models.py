@@ -17,6 +17,12 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 
+#: hk.nets.ResNet50's layout (blocks, channels and strides per block group), which the
+#: Linen and NNX mirrors follow.
+RESNET50_BLOCKS = (3, 4, 6, 3)
+RESNET50_CHANNELS = (256, 512, 1024, 2048)
+RESNET50_STRIDES = (1, 2, 2, 2)
+
 
 @dataclasses.dataclass(frozen=True)
 class ResNetConfig:

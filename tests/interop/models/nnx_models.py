@@ -34,9 +34,10 @@ _HAIKU_LN = partial(nnx.LayerNorm, epsilon=1e-5, use_fast_variance=False)
 
 # ----- (a) ResNet-50 ------------------------------------------------------------------------
 
-_BLOCKS_PER_GROUP = (3, 4, 6, 3)
-_CHANNELS_PER_GROUP = (256, 512, 1024, 2048)
-_STRIDES = (1, 2, 2, 2)
+# hk.nets.ResNet50's layout, as shipped with Haiku (one place for both mirrors)
+from .haiku_models import RESNET50_BLOCKS as _BLOCKS_PER_GROUP  # noqa: E402
+from .haiku_models import RESNET50_CHANNELS as _CHANNELS_PER_GROUP  # noqa: E402
+from .haiku_models import RESNET50_STRIDES as _STRIDES  # noqa: E402
 
 
 def _batch_norm(features: int, rngs: nnx.Rngs, zero_scale: bool = False) -> nnx.BatchNorm:
