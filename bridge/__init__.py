@@ -9,13 +9,17 @@ Layers (imports point downwards only):
 * facades: Objax's ``Jit``, ``Parallel``, ``Vectorize``, ``GradValues``, ``Grad``,
   ``Jacobian``, ``Hessian``; BrainPy's ``grad``, ``vector_grad``, ``jacobian``, ``jacrev``,
   ``jacfwd``, ``hessian``; ``bridge.optimizer`` and ``bridge.privacy``;
-* interop: ``bridge.flax`` and ``bridge.haiku`` (import them explicitly; they need the
-  ``flax``/``haiku`` extras), the library-independent name rules ``bridge.interop``, and
+* interop: ``bridge.flax`` and ``bridge.haiku`` (attributes loaded on first use, so
+  ``import bridge`` does not import Flax or Haiku; they need the ``flax``/``haiku``
+  extras), the library-independent name rules ``bridge.interop``, and
   ``bridge.checkpoint`` (with Objax's ``bridge.io`` names);
 * ready-made layers: ``bridge.nn``, ``bridge.functional``, ``bridge.random``; Objax's
   ``bridge.constants``, ``bridge.typing`` and ``bridge.util`` names, and ``bridge.jaxboard``
   (TensorBoard logging; writing needs the ``jaxboard`` extra).
 """
+
+import importlib as _importlib
+from typing import Any as _Any
 
 from bridge import (
     checkpoint,
@@ -119,3 +123,16 @@ __all__ = [
     "vector_grad",
     "zoo",
 ]
+
+
+_LAZY = ("flax", "haiku")   # they import Flax / Haiku: loaded when first used
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _LAZY:
+        return _importlib.import_module(f"bridge.{name}")
+    raise AttributeError(f"module 'bridge' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

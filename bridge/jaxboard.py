@@ -34,20 +34,14 @@ from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
+from bridge._optional import import_optional
 from bridge.util import image as _image
 
 __all__ = ["DelayedScalar", "Image", "Reducer", "Summary", "SummaryWriter", "Text"]
 
 
 def _tensorboardx() -> Any:
-    try:
-        import tensorboardX
-    except ImportError as e:
-        raise ImportError(
-            'bridge.jaxboard writes TensorBoard files with tensorboardX, which is not '
-            'installed: pip install "jax-bridge[jaxboard]" (or pip install tensorboardX).'
-        ) from e
-    return tensorboardX
+    return import_optional("tensorboardX", "jaxboard", "bridge.jaxboard (TensorBoard files)")
 
 
 class Reducer(enum.Enum):

@@ -31,6 +31,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from bridge._optional import import_optional
+
 __all__ = ["KINDS", "load_safetensors", "read_torch", "save_safetensors", "write_torch"]
 
 Path = tuple[Union[str, int], ...]
@@ -314,13 +316,8 @@ def _hub_text(key: HubKey) -> str:
 
 # ----- files ------------------------------------------------------------------------------
 def _safetensors_numpy() -> Any:
-    try:
-        import safetensors.numpy
-    except ImportError as e:
-        raise ImportError(
-            'bridge.interop reads and writes PyTorch weights with safetensors, which is not '
-            'installed: pip install "jax-bridge[torch]" (or pip install safetensors).') from e
-    return safetensors.numpy
+    return import_optional("safetensors.numpy", "torch", "bridge.interop (PyTorch weights)",
+                           "safetensors")
 
 
 def load_safetensors(path: Union[str, os.PathLike]) -> dict[str, np.ndarray]:

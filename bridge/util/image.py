@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bridge._optional import import_optional
+
 __all__ = [
     "from_file",
     "image_grid",
@@ -41,13 +43,7 @@ ArrayLike = Union[np.ndarray, jax.Array]
 
 
 def _pillow() -> Any:
-    try:
-        from PIL import Image
-    except ImportError as e:
-        raise ImportError(
-            'bridge.util.image needs Pillow to read and write PNG images: '
-            'pip install "jax-bridge[image]" (or pip install pillow).') from e
-    return Image
+    return import_optional("PIL.Image", "image", "bridge.util.image (PNG files)", "pillow")
 
 
 def nchw(x: ArrayLike) -> ArrayLike:

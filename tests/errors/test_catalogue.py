@@ -1511,6 +1511,33 @@ def test_E_INTEROP_18_export_of_a_name_that_extends_another(expect):
         flax.to_linen_variables(root.vars())
 
 
+def test_E_INTEROP_19_bridge_flax_without_flax(expect):
+    saved = {n: m for n, m in sys.modules.items() if n == "bridge.flax" or
+             n.startswith("bridge.flax.")}
+    for n in saved:
+        del sys.modules[n]
+    try:
+        with missing_module("flax"), expect():
+            importlib.import_module("bridge.flax")
+    finally:
+        sys.modules.update(saved)
+
+
+def test_E_INTEROP_20_haiku_attention_to_linen_without_like(expect):
+    hk = pytest.importorskip("haiku")
+    x = jnp.ones((1, 2, 8))
+    f = hk.without_apply_rng(hk.transform(lambda x: hk.MultiHeadAttention(
+        2, 4, w_init=hk.initializers.VarianceScaling())(x, x, x)))
+    params = f.init(jax.random.PRNGKey(0), x)
+    with expect():
+        bridge.interop.port(params, "haiku", "linen")
+
+
+def test_E_INTEROP_21_safetensors_without_the_package(expect, tmp_path):
+    with missing_module("safetensors", "safetensors.numpy"), expect():
+        bridge.interop.load_safetensors(tmp_path / "w.safetensors")
+
+
 # ===== Flax and Haiku wrappers ============================================================
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,8 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from bridge._optional import import_optional
+
 __all__ = ["analyze_dp", "convert_renyidp_to_dp", "analyze_renyi",
            "analyze_dp_sample_without_replacement", "analyze_renyi_sample_without_replacement",
            "analyze_heterogeneous_renyi", "DEFAULT_ORDERS"]
@@ -41,15 +43,8 @@ DEFAULT_ORDERS = (1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 3.5, 4.0, 4.5) + tuple(
 
 
 def _dp_accounting() -> Any:
-    try:
-        import dp_accounting
-    except ImportError as error:
-        raise ImportError(
-            "bridge.privacy.dpsgd's privacy analysis needs Google's dp-accounting package, "
-            "which is not installed: install the 'privacy' extra, "
-            "pip install 'jax-bridge[privacy]' (or pip install 'dp-accounting>=0.4')."
-        ) from error
-    return dp_accounting
+    return import_optional("dp_accounting", "privacy", "bridge.privacy.dpsgd's privacy analysis",
+                           "dp-accounting")
 
 
 def _check(q: float, noise_multiplier: float, steps: Any = 0) -> None:
