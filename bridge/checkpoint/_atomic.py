@@ -3,7 +3,7 @@
 The new content goes to a temporary file beside ``path`` (named ``.<name>.tmp-<12 hex>``),
 which is renamed onto ``path`` once complete. A process killed before the rename leaves
 that temporary file behind; it never matches a checkpoint name (it starts with a dot and
-ends with the random part), and the next :func:`atomic_write` into the same directory
+ends with the random part), and the next ``atomic_write`` into the same directory
 removes it. Telling a dead writer's file from a live one's (another thread or process
 saving at the same time) relies on a lock: a writer holds an exclusive ``flock`` on its
 temporary file from creation until after the rename, the kernel drops it when the process
@@ -34,7 +34,7 @@ _LIVE: set[str] = set()
 
 
 def is_temp_name(name: str) -> bool:
-    """Whether the file name ``name`` is that of an :func:`atomic_write` temporary file."""
+    """Whether the file name ``name`` is that of an ``atomic_write`` temporary file."""
     return _TEMP_NAME.fullmatch(name) is not None
 
 

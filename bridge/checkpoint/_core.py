@@ -196,7 +196,7 @@ def restore(path: PathOrFile, vc: Any, *, strict: bool = True, ignore_unexpected
     raises ``CheckpointMismatchError`` listing all of them, and no variable is changed.
 
     Args:
-      path: a file written by :func:`save` (msgpack or npz: detected from the content), an
+      path: a file written by ``save`` (msgpack or npz: detected from the content), an
         Objax ``.npz`` checkpoint, or an open binary file.
       vc: the collection (or module) to restore into.
       strict: with ``False``, assign every entry that fits and skip the rest; the returned
@@ -208,7 +208,7 @@ def restore(path: PathOrFile, vc: Any, *, strict: bool = True, ignore_unexpected
         ``VarCollection.rename``).
 
     Returns:
-      A :class:`RestoreReport` (``step``, ``loaded``, and what was skipped).
+      A ``RestoreReport`` (``step``, ``loaded``, and what was skipped).
     """
     vc = _as_collection(vc)
     if _is_file(path):
@@ -229,9 +229,9 @@ def restore(path: PathOrFile, vc: Any, *, strict: bool = True, ignore_unexpected
 def to_tree(vc: Any) -> dict[str, jax.Array]:
     """``{name: array}`` for the variables of ``vc``: the variables' own arrays, no copies.
 
-    Names are those :func:`save` uses (each variable once). The dict is a plain pytree, so
+    Names are those ``save`` uses (each variable once). The dict is a plain pytree, so
     any pytree checkpointer (Orbax, ``flax.serialization``) can store it;
-    :func:`from_tree` loads it back.
+    ``from_tree`` loads it back.
     """
     return {var.name: var.storage.value for var in _variables(_as_collection(vc))}
 
@@ -239,9 +239,9 @@ def to_tree(vc: Any) -> dict[str, jax.Array]:
 def from_tree(vc: Any, tree: Mapping[str, Any], *, strict: bool = True,
               ignore_unexpected: bool = False,
               renamer: Optional[RenameRules] = None) -> RestoreReport:
-    """Assign ``{name: array}`` (as :func:`to_tree` returns) to the variables of ``vc``.
+    """Assign ``{name: array}`` (as ``to_tree`` returns) to the variables of ``vc``.
 
-    Same checks, arguments and report as :func:`restore`. JAX arrays are assigned as they
+    Same checks, arguments and report as ``restore``. JAX arrays are assigned as they
     are (no copy); other arrays (NumPy) are put on the default device. Every array must
     have the variable's exact dtype: a float64 NumPy array does not fit a float32 variable
     (cast it first); a Python scalar takes the variable's dtype, as in any assignment.
@@ -261,13 +261,13 @@ def from_tree(vc: Any, tree: Mapping[str, Any], *, strict: bool = True,
 
 # ----- Objax names -------------------------------------------------------------------------
 def save_var_collection(file: PathOrFile, vc: Any) -> None:
-    """Objax's ``objax.io.save_var_collection``: :func:`save` in the ``.npz`` format."""
+    """Objax's ``objax.io.save_var_collection``: ``save`` in the ``.npz`` format."""
     save(file, vc, format="npz")
 
 
 def load_var_collection(file: PathOrFile, vc: Any,
                         renamer: Optional[RenameRules] = None) -> RestoreReport:
-    """Objax's ``objax.io.load_var_collection``: :func:`restore`, entries the collection
+    """Objax's ``objax.io.load_var_collection``: ``restore``, entries the collection
     does not use being allowed (as in Objax); anything missing or mismatched still raises
     and changes nothing."""
     return restore(file, vc, ignore_unexpected=True, renamer=renamer)

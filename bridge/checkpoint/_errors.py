@@ -54,7 +54,7 @@ class RestoreReport(LoadReport):
 class CheckpointMismatchError(CheckpointError, LoadMismatchError, AssertionError):
     """The checkpoint does not fit the collection; nothing was assigned.
 
-    ``report`` is the full :class:`RestoreReport` (every missing, unexpected and
+    ``report`` is the full ``RestoreReport`` (every missing, unexpected and
     mismatched entry); the message is that of every load (``LoadMismatchError``). Also an
     ``AssertionError``, which is what Objax raised here, so Objax code that catches that
     keeps working.

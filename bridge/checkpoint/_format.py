@@ -1,6 +1,6 @@
 """The two on-disk formats (msgpack and npz) and their integrity checks.
 
-Both formats hold an ordered list of :class:`Record` s (name, dtype, shape, raw data) and an
+Both formats hold an ordered list of ``Record`` s (name, dtype, shape, raw data) and an
 optional step. Nothing here knows about variables; nothing here ever unpickles.
 
 msgpack (``.msgpack``; the whole file is one msgpack map)::

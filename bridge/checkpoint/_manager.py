@@ -145,7 +145,7 @@ class Checkpoint:
         ``None`` and there is no checkpoint. Entries of the file that ``vc`` does not use
         are allowed (as in Objax); a missing or mismatched variable raises and changes
         nothing. ``options`` (``strict``, ``ignore_unexpected``, ``renamer``) are those
-        of :func:`bridge.checkpoint.restore`. The :class:`RestoreReport` is kept in
+        of ``bridge.checkpoint.restore``. The ``RestoreReport`` is kept in
         ``self.last_report``.
 
         Raises:

@@ -6,14 +6,14 @@ the ``nnx.Variable`` that holds it (``nnx.Param``, ``nnx.BatchStat``, ...) plus
 a metadata dict kept on that variable (a dropout tag, sharding names, ...).
 This module is the single place where bridge translates between the two:
 
-* :func:`variable_type` / :func:`collection` map a collection name to an NNX
+* ``variable_type`` / ``collection`` map a collection name to an NNX
   variable type and back;
-* :func:`metadata` / :func:`make` read a variable's metadata and rebuild a
+* ``metadata`` / ``make`` read a variable's metadata and rebuild a
   variable from a type, a value and that metadata;
-* :func:`sharding_names`, :func:`linen_box_to_nnx_metadata` and
-  :func:`nnx_metadata_to_linen_box` carry the axis names of Linen's
+* ``sharding_names``, ``linen_box_to_nnx_metadata`` and
+  ``nnx_metadata_to_linen_box`` carry the axis names of Linen's
   ``nn.Partitioned`` / ``nn.LogicallyPartitioned`` boxes to the NNX metadata
-  key read by ``nnx.get_partition_spec`` (:data:`SHARDING_KEY`) and back.
+  key read by ``nnx.get_partition_spec`` (``SHARDING_KEY``) and back.
 
 Everything here runs at conversion or construction time, never per call.
 """
@@ -78,7 +78,7 @@ def variable_type(collection: str) -> type:
 
 
 def collection(var_type: type) -> Optional[str]:
-    """The Linen collection of an ``nnx.Variable`` subclass (inverse of :func:`variable_type`).
+    """The Linen collection of an ``nnx.Variable`` subclass (inverse of ``variable_type``).
 
     Returns ``None`` for the rng-state types (``nnx.RngKey``, ``nnx.RngCount`` and
     any other ``nnx.RngState`` subclass): Linen and Haiku variable trees have no
@@ -135,7 +135,7 @@ def make(var_type: type, value: Any, metadata: Mapping) -> nnx.Variable:
     applied, so a variable whose metadata carries sharding names can be rebuilt
     without a device mesh.  Missing bookkeeping entries (``'hijax'``, ``'ref'``,
     ``'eager_sharding'``) take Flax's current defaults; the older sharding keys
-    ``'sharding'`` / ``'sharding_names'`` are renamed to :data:`SHARDING_KEY`.
+    ``'sharding'`` / ``'sharding_names'`` are renamed to ``SHARDING_KEY``.
 
     Example::
 
@@ -157,7 +157,7 @@ def make(var_type: type, value: Any, metadata: Mapping) -> nnx.Variable:
 def sharding_names(metadata: Mapping) -> Optional[tuple]:
     """The sharding axis names recorded in an NNX metadata dict, or ``None``.
 
-    Reads :data:`SHARDING_KEY` (and the older keys Flax still accepts).  Empty
+    Reads ``SHARDING_KEY`` (and the older keys Flax still accepts).  Empty
     names count as none.
 
     Example::
@@ -178,9 +178,9 @@ def linen_box_to_nnx_metadata(box: meta.AxisMetadata) -> dict:
     """NNX variable metadata equivalent to a Linen metadata box (value left out).
 
     ``nn.Partitioned(value, names, mesh)`` gives ``{SHARDING_KEY: names}``, the
-    box class under :data:`LINEN_BOX_KEY`, and ``'mesh'`` when one is set;
+    box class under ``LINEN_BOX_KEY``, and ``'mesh'`` when one is set;
     ``nn.LogicallyPartitioned`` also gives its ``rules`` (when set) under
-    :data:`SHARDING_RULES_KEY`.  Any other box contributes the
+    ``SHARDING_RULES_KEY``.  Any other box contributes the
     metadata it declares through Flax's ``to_nnx_metadata`` hook, if it has one,
     and nothing otherwise.
 
@@ -209,7 +209,7 @@ def linen_box_to_nnx_metadata(box: meta.AxisMetadata) -> dict:
 def nnx_metadata_to_linen_box(value: Any, metadata: Mapping) -> Optional[meta.AxisMetadata]:
     """A Linen box holding ``value`` for NNX metadata that carries sharding names.
 
-    The box class is the one recorded under :data:`LINEN_BOX_KEY` when there is
+    The box class is the one recorded under ``LINEN_BOX_KEY`` when there is
     one; otherwise ``nn.LogicallyPartitioned`` when the metadata has sharding
     rules, else ``nn.Partitioned``.
     Returns ``None`` when the metadata has no sharding names: the value then

@@ -20,7 +20,8 @@ def kl(p: jax.Array, q: jax.Array, eps: float = 2 ** -17) -> jax.Array:
     ``eps`` keeps the logarithms finite where a probability is 0.
 
     Args:
-      p, q: probabilities over the last axis, shape ``(..., K)``.
+      p: probabilities over the last axis, shape ``(..., K)``.
+      q: probabilities of the same shape.
       eps: added to both distributions inside the logarithms.
 
     Returns:

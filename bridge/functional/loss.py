@@ -89,7 +89,8 @@ def mean_squared_error(x: jax.Array, y: jax.Array, keep_axis: Axes = (0,)) -> ja
     """Mean of ``(x - y) ** 2`` over every axis not in ``keep_axis``.
 
     Args:
-      x, y: arrays of the same (or broadcastable) shape.
+      x: an array.
+      y: an array of the same (or a broadcastable) shape.
       keep_axis: axes not averaged (default: the batch axis); ``None`` gives a scalar.
 
     Returns:

@@ -465,7 +465,9 @@ def port(tree: Any, from_: str, to: str, rules: RulesArg = None, like: Any = Non
 
     Args:
       tree: the source tree (above).
-      from_, to: one of ``"linen"``, ``"nnx"``, ``"haiku"``, ``"torch"``, ``"bridge"``.
+      from_: the source scheme: ``"linen"``, ``"nnx"``, ``"haiku"``, ``"torch"`` or
+        ``"bridge"``.
+      to: the target scheme, one of the same.
       rules: ``Rule``s on whole flat source names (``params/Dense_0/kernel``,
         ``params/linear/w``, ``layer1.0.conv1.weight``) giving whole flat target names;
         ``Layer``s (adds automatic names); the preset ``"mlp"`` (Haiku's ``hk.nets.MLP``

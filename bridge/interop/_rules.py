@@ -98,10 +98,11 @@ class Leaf:
       objax: attribute name on the ``bridge.nn`` layer (``None``: no bridge layer).
       linen: ``collection/name`` in Linen (and NNX, which uses the same names).
       haiku: ``params/name``, ``state/name``, or ``state/<sub-module>/name``.
-      objax_layout, haiku_layout: how the value is laid out when it differs from
+      objax_layout: how the value is laid out on the ``bridge`` layer when it differs from
         Linen's ``(C,)`` vector: ``"c1"`` is ``(C, 1, ..., 1)`` (``Conv2D.b``), ``"1c"`` is
         ``(1, C, 1, ..., 1)`` (channels-first statistics), ``"1..c"`` is
         ``(1, ..., 1, C)`` (channels-last statistics).
+      haiku_layout: the same for Haiku's layout.
       ema: the Haiku side is an ``ExponentialMovingAverage`` (``average`` holds the
         value; ``hidden`` and ``counter`` are derived, see ``HAIKU_EMA_COUNTER``).
     """

@@ -117,7 +117,9 @@ class ExponentialMovingAverageModule(Module):
     Args:
       module: the module to average; its ``vars()`` are averaged (see
         ``ExponentialMovingAverage``).
-      momentum, debias, eps: as for ``ExponentialMovingAverage``.
+      momentum: as for ``ExponentialMovingAverage``.
+      debias: as for ``ExponentialMovingAverage``.
+      eps: as for ``ExponentialMovingAverage``.
 
     Calling it calls ``module`` with averaged variables; ``update_ema()`` folds the
     module's current values into the averages. Its ``vars()`` are the module's followed by

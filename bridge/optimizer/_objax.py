@@ -167,7 +167,8 @@ class Adam(_ObjaxOptimizer):
 
     Args:
       vc: the variables to optimize.
-      beta1, beta2: the moment decay rates ``β1``, ``β2``.
+      beta1: the first moment's decay rate ``β1``.
+      beta2: the second moment's decay rate ``β2``.
       eps: added to ``v`` under the square root.
 
     State: ``step`` (``uint32``, the ``t`` above), ``m`` and ``v`` per trainable variable.
@@ -205,8 +206,9 @@ class Adam(_ObjaxOptimizer):
         Args:
           lr: the learning rate (a number or a traced scalar).
           grads: one gradient per trainable variable, in order.
-          beta1, beta2: replace the constructor's values for this call only (numbers or
-            traced scalars); ``None`` keeps them.
+          beta1: replaces the constructor's value for this call only (a number or a
+            traced scalar); ``None`` keeps it.
+          beta2: likewise.
 
         Raises:
           ValueError: wrong number, shapes or dtypes of gradients (nothing is updated).

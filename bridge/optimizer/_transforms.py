@@ -39,7 +39,8 @@ def scale_by_objax_adam(b1: Any = 0.9, b2: Any = 0.999,
         direction = sqrt(1 - b2ᵗ) / (1 - b1ᵗ) · m / sqrt(v + eps)
 
     Args:
-      b1, b2: the moment decay rates; Python numbers or (traced) arrays.
+      b1: the first moment's decay rate; a Python number or a (traced) array.
+      b2: the second moment's decay rate, likewise.
       eps: added to ``v`` inside the square root.
 
     Returns:

@@ -17,7 +17,9 @@ def jacobian(f: Callable, argnums: ArgNums = 0, has_aux: bool = False,
 
     Args:
       f: ``f(*args)`` returns an array pytree (or ``(output, aux)`` with ``has_aux``).
-      argnums, has_aux, return_value: as in ``grad``.
+      argnums: as in ``grad``.
+      has_aux: as in ``grad``.
+      return_value: as in ``grad``.
       mode: ``'reverse'`` (better for few outputs) or ``'forward'`` (few inputs).
 
     Returns:

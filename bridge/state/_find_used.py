@@ -52,9 +52,7 @@ def find_used_variables(fn: Callable) -> VarCollection:
         or in a notebook cell).
 
     Returns:
-      A ``VarCollection`` in source order, e.g. for
-
-      .. code-block:: python
+      A ``VarCollection`` in source order, e.g. for::
 
           w = bridge.TrainVar(jnp.zeros(3))
           net = bridge.nn.Sequential([bridge.nn.Linear(3, 1)])
