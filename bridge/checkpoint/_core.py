@@ -101,6 +101,17 @@ def _to_device(arr: np.ndarray, like: Any) -> jax.Array:
     return jnp.asarray(arr)
 
 
+def _keep_sharding(value: jax.Array, like: Any) -> jax.Array:
+    """``value`` as it is, unless ``like`` spans several devices and ``value`` is laid out
+    otherwise: then ``value`` is put with ``like``'s sharding (a sharded variable stays
+    sharded, as it does through ``restore``)."""
+    sharding = getattr(like, "sharding", None)
+    if (sharding is None or len(sharding.device_set) <= 1
+            or value.sharding.is_equivalent_to(sharding, value.ndim)):
+        return value
+    return jax.device_put(value, sharding)
+
+
 # ----- entries and targets for the load engine ---------------------------------------------
 _RENAME_HINT = ("(if variables were renamed, pass `renamer=` to map the stored names onto "
                 "the collection's)")
@@ -115,15 +126,15 @@ def _targets(vc: VarCollection) -> list[_load.Target]:
 def _from_record(r: _format.Record, key: str) -> _load.Entry:
     if r.key_impl is not None:
         def make(like: Any) -> jax.Array:
-            return jax.random.wrap_key_data(jnp.asarray(r.data), impl=r.key_impl)
+            return jax.random.wrap_key_data(_to_device(r.data, like), impl=r.key_impl)
         return _load.Entry(key, r.name, make, _load.Spec(r.shape, f"key<{r.key_impl}>"))
     return _load.Entry(key, r.name, lambda like: _to_device(r.data, like),
                        _load.Spec(tuple(r.shape), _format.DTYPES.get(r.dtype, r.dtype)))
 
 
 def _from_value(name: str, value: Any, key: str) -> _load.Entry:
-    if isinstance(value, jax.Array):  # used as it is: no copy
-        return _load.Entry(key, name, lambda like: value, _spec(value))
+    if isinstance(value, jax.Array):  # used as it is (no copy) unless placed otherwise
+        return _load.Entry(key, name, lambda like: _keep_sharding(value, like), _spec(value))
     if hasattr(value, "shape") and hasattr(value, "dtype"):  # NumPy and other arrays
         return _load.Entry(key, name, lambda like: _to_device(np.asarray(value), like),
                            _spec(value))
@@ -242,9 +253,11 @@ def from_tree(vc: Any, tree: Mapping[str, Any], *, strict: bool = True,
     """Assign ``{name: array}`` (as ``to_tree`` returns) to the variables of ``vc``.
 
     Same checks, arguments and report as ``restore``. JAX arrays are assigned as they
-    are (no copy); other arrays (NumPy) are put on the default device. Every array must
-    have the variable's exact dtype: a float64 NumPy array does not fit a float32 variable
-    (cast it first); a Python scalar takes the variable's dtype, as in any assignment.
+    are (no copy); other arrays (NumPy) are put on the default device. A variable sharded
+    over several devices keeps its sharding: a value laid out otherwise is put with it.
+    Every array must have the variable's exact dtype: a float64 NumPy array does not fit a
+    float32 variable (cast it first); a Python scalar takes the variable's dtype, as in any
+    assignment.
 
     Example::
 

@@ -11,7 +11,7 @@ two Objax rules Optax lacks, as Optax transformations usable in any ``optax.chai
 from bridge.optimizer import scheduler
 from bridge.optimizer._ema import ExponentialMovingAverage, ExponentialMovingAverageModule
 from bridge.optimizer._objax import LARS, SGD, Adam, Momentum
-from bridge.optimizer._optax import Optax
+from bridge.optimizer._optax import Optax, StateLayout
 from bridge.optimizer._transforms import (
     ObjaxAdamState,
     scale_by_objax_adam,
@@ -19,6 +19,7 @@ from bridge.optimizer._transforms import (
 )
 
 __all__ = [
+    "StateLayout",
     "LARS",
     "SGD",
     "Adam",

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bridge.optimizer._optax import checked_gradients, trainable
+from bridge.optimizer._optax import StateLayout, checked_gradients, trainable
 from bridge.optimizer._transforms import scale_by_objax_adam, scale_by_objax_trust_ratio
 from bridge.state import Module, ModuleList, StateVar, TrainRef, VarCollection
 from bridge.state._access import commit
@@ -57,6 +57,13 @@ class _ObjaxOptimizer(Module):
 
     def _state_vars(self) -> list[StateVar]:
         return []
+
+    def state_layout(self) -> StateLayout:
+        """The optimizer as optax sees it (see ``bridge.optimizer.StateLayout``); the
+        transformation is built with a learning rate of 1 (its structure does not depend
+        on it)."""
+        return StateLayout(list(self.train_vars), self._state_vars(), self._transform(1.0),
+                           self._treedef)
 
     def _finish_init(self) -> None:
         state = self._transform(1.0).init([r.value for r in self.train_vars])

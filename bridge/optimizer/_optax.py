@@ -3,7 +3,7 @@ check every optimizer step starts with."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +56,23 @@ def checked_gradients(owner: str, names: Sequence[str], params: Sequence[jax.Arr
     return out
 
 
+class StateLayout(NamedTuple):
+    """An optimizer's variables as optax sees them.
+
+    Attributes:
+      params: the parameters' variables (``TrainRef``s), in gradient order.
+      state: the optimizer's state variables, in the order of the leaves of optax's state.
+      transform: an ``optax.GradientTransformation`` whose ``init(params)`` has the state's
+        structure (for ``optax.tree_map_params``).
+      treedef: that structure: ``treedef.unflatten([v.value for v in state])`` is the state.
+    """
+
+    params: list
+    state: list
+    transform: optax.GradientTransformation
+    treedef: Any
+
+
 class Optax(Module):
     """Apply an ``optax.GradientTransformation`` to the ``TrainVar``s of a collection.
 
@@ -83,6 +100,11 @@ class Optax(Module):
 
     def _params(self) -> list[jax.Array]:
         return [ref.value for ref in self.refs]
+
+    def state_layout(self) -> StateLayout:
+        """The optimizer as optax sees it (see ``StateLayout``); for tools that must know
+        which state stands for which parameter, such as ``bridge.sharding.follow``."""
+        return StateLayout(list(self.refs), list(self.state), self.tx, self._treedef)
 
     def __call__(self, grads: Sequence[jax.Array], *extra: Any, **extra_args: Any) -> None:
         """Update the variables from ``grads`` (one per ``TrainVar``, in order).

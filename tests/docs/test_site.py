@@ -23,6 +23,7 @@ REFERENCE = ROOT / "docs" / "reference"
 # The public modules and the reference page that documents each (docs/reference/<page>.md).
 PAGES = {
     "bridge": "bridge",
+    "bridge.sharding": "sharding",
     "bridge.state": "state",
     "bridge.pure": "pure",
     "bridge.facades": "facades",
