@@ -2,8 +2,10 @@
 
 Run it with::
 
-    python -m pip install -e . matplotlib
+    python -m pip install -e ".[examples]"
     python examples/maml_sinusoid.py --style both --order both
+
+(``--help`` lists the options; the plot needs matplotlib, ``--plot ''`` skips it.)
 
 Each task is a sine wave ``y = A sin(x + phase)`` (the reference's convention) with
 ``A ~ U[0.1, 5]``, ``phase ~ U[0, pi]`` and ``x ~ U[-5, 5]``. A 1-40-40-1 ReLU network is
@@ -62,6 +64,13 @@ try:
 except ModuleNotFoundError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import bridge
+try:
+    import _support  # examples/_support.py, next to this file
+except ModuleNotFoundError:  # loaded by path (importlib), not run as a script
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import _support
+
+EXAMPLE = "maml_sinusoid.py"
 
 # ----- benchmark settings (Finn et al. 2017) ------------------------------------------------
 AMPLITUDE = (0.1, 5.0)
@@ -452,13 +461,13 @@ def evaluate(params: Params, n_tasks: int = EVAL_TASKS,
 
 
 # ----- plot and table -------------------------------------------------------------------------
-def plot(results: Sequence[Result], path: str, n_tasks: int = 4) -> None:
-    """Pre- and post-adaptation fits of each run on the first few test tasks."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(results: Sequence[Result], path: str, n_tasks: int = 4) -> Optional[str]:
+    """Pre- and post-adaptation fits of each run on the first few test tasks; returns
+    ``path``. Without matplotlib it prints the one-line message and skips the plot
+    (returns ``None``): the training is not lost."""
+    if _support.optional("matplotlib", "the plot", EXAMPLE) is None:
+        return None
+    plt = _support.pyplot(EXAMPLE)
     tasks, xs, ys, _, _ = sample_eval_tasks(n_tasks)
     grid = jnp.linspace(*X_RANGE, 200)[:, None]
     grids = jnp.broadcast_to(grid, (n_tasks, *grid.shape))
@@ -480,8 +489,7 @@ def plot(results: Sequence[Result], path: str, n_tasks: int = 4) -> None:
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
     fig.suptitle("MAML sinusoid: fits before and after adaptation on new tasks")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return _support.save_png(fig, path)
 
 
 def table(rows: Sequence[tuple[Result, Evaluation]]) -> str:
@@ -518,8 +526,7 @@ def run(styles: Sequence[str], orders: Sequence[str], iterations: int = ITERATIO
             print(f"  -> {result.seconds:.1f} s; test MSE after "
                   + ", ".join(f"{s}: {m:.3f}" for s, m in ev.mean.items()), file=out, flush=True)
             rows.append((result, ev))
-    if plot_path:
-        plot([r for r, _ in rows], plot_path)
+    if plot_path and plot([r for r, _ in rows], plot_path):
         print(f"plot written to {plot_path}", file=out)
     return rows
 
@@ -594,12 +601,24 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iterations", type=int, default=ITERATIONS)
-    parser.add_argument("--style", choices=["object", "pure", "both"], default="both")
-    parser.add_argument("--order", choices=["second", "first", "both"], default="both")
-    parser.add_argument("--seed", type=int, default=0)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="The full benchmark (70,000 meta-iterations, both styles and orders) takes "
+               "a while on a CPU; --iterations 2000 gives a quick look.")
+    parser.add_argument("--iterations", "--steps", type=int, default=ITERATIONS,
+                        help="meta-iterations (meta-batches of 25 tasks) per run "
+                             "(default: %(default)s)")
+    parser.add_argument("--style", choices=["object", "pure", "both"], default="both",
+                        help="object: bridge modules, GradValues, Vectorize, Jit; pure: a "
+                             "params pytree and jax.lax.scan; both: one after the other "
+                             "(default: %(default)s)")
+    parser.add_argument("--order", choices=["second", "first", "both"], default="both",
+                        help="second: differentiate through the inner SGD step; first: "
+                             "first-order MAML (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the initial weights and the meta-batches "
+                             "(default: %(default)s)")
     parser.add_argument("--seeds", type=parse_seeds, default=None,
                         help="several seeds, e.g. 0-3: one run per seed, style and order, "
                              "one after the other; prints every seed and the median beside "
@@ -608,16 +627,30 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="with --seeds: train the pure style's seeds at once (jax.vmap)")
     parser.add_argument("--init", choices=INITS, default="he",
                         help="he: the reference's He-normal weights and zero biases; torch: "
-                             "PyTorch's nn.Linear default")
-    parser.add_argument("--plot", default="maml_sinusoid.png",
-                        help="PNG path for the fits ('' for no plot)")
-    parser.add_argument("--eval-tasks", type=int, default=EVAL_TASKS)
+                             "PyTorch's nn.Linear default (default: %(default)s)")
+    parser.add_argument("--plot", "--out", dest="plot", default="maml_sinusoid.png",
+                        help="PNG path for the fits, relative to the current directory "
+                             "(default: %(default)s; '' for no plot; needs matplotlib)")
+    parser.add_argument("--eval-tasks", type=int, default=EVAL_TASKS,
+                        help="test tasks the trained weights are scored on "
+                             "(default: %(default)s)")
     parser.add_argument("--eval-seed", type=int, default=EVAL_SEED,
                         help="score on a draw of our sampler with this seed instead of the "
                              "reference's test tasks")
     parser.add_argument("--log-every", type=int, default=1000,
-                        help="iterations between progress lines (the pure style's scan length)")
-    args = parser.parse_args(argv)
+                        help="iterations between progress lines (the pure style's scan "
+                             "length; default: %(default)s)")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    """Run from the command line; returns ``{'mse': {'style/order': {steps: mean MSE}},
+    'png': path or None}`` (with ``--seeds``: one list of ``{steps: mean MSE}`` per
+    style/order, one entry per seed, and no plot)."""
+    args = build_parser().parse_args(argv)
+    if args.plot and args.seeds is None:
+        # Say it now rather than after hours of training (plot() would skip it then).
+        _support.require("matplotlib", "the plot; --plot '' skips it", EXAMPLE)
     styles = ["object", "pure"] if args.style == "both" else [args.style]
     orders = ["second", "first"] if args.order == "both" else [args.order]
     print(f"jax {jax.__version__} on {jax.default_backend()}; {args.eval_tasks} test tasks, "
@@ -633,7 +666,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print("(ref: the plain-JAX reference run of the same seed number and the median of "
               "its seeds 0-3; diverged: tasks that 10 steps of SGD fit worse than "
               "no step at all)")
-        return
+        return {"mse": {f"{style}/{order}": [dict(ev.mean) for ev in evs]
+                        for (style, order), evs in evaluations.items()}, "png": None}
     rows = run(styles, orders, args.iterations, args.seed, args.eval_tasks, args.log_every,
                args.plot or None, args.eval_seed, init=args.init)
     print()
@@ -643,6 +677,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     print(f"(ref: median of the plain-JAX reference's seeds 0-3; med@10: median over "
           f"test tasks after 10 steps; diverged: tasks that 10 steps of SGD with "
           f"alpha={INNER_LR} fit worse than no step at all)")
+    # (matplotlib was checked before training: the plot is written when one is asked for)
+    return {"mse": {f"{r.style}/{r.order}": dict(ev.mean) for r, ev in rows},
+            "png": args.plot or None}
 
 
 if __name__ == "__main__":

@@ -27,6 +27,21 @@ def example():
     return module
 
 
+def test_command_line_run_scores_and_plots(example, tmp_path, capsys):
+    """The fast variant of the slow short runs: ``main`` with tiny settings (object style,
+    first order, 40 meta-iterations); the scores come back and the plot is a PNG."""
+    png = tmp_path / "maml.png"
+    result = example.main(["--steps", "40", "--style", "object", "--order", "first",
+                           "--eval-tasks", "20", "--log-every", "20", "--out", str(png)])
+    assert list(result["mse"]) == ["object/first"]
+    mse = result["mse"]["object/first"]
+    assert sorted(mse) == [0, 1, 10] and all(np.isfinite(v) for v in mse.values())
+    assert result["png"] == str(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # (the progress lines go to the sys.stdout of import time, run()'s default `out`)
+    assert "mean query MSE after 0 / 1 / 10" in capsys.readouterr().out
+
+
 @pytest.fixture(scope="module")
 def short_run(example):
     """300 meta-iterations of every style and order, scored on 100 test tasks."""
@@ -36,6 +51,7 @@ def short_run(example):
     return rows, log.getvalue()
 
 
+@pytest.mark.slow  # over 15 s on 2 CPU cores (the short_run fixture: ~30 s)
 def test_short_run_trains_and_adaptation_helps(example, short_run):
     rows, log = short_run
     assert [(r.style, r.order) for r, _ in rows] == [
@@ -53,6 +69,7 @@ def test_short_run_trains_and_adaptation_helps(example, short_run):
     assert log.count("validation MSE@0/1/10") == 12
 
 
+@pytest.mark.slow  # over 15 s on 2 CPU cores (the short_run fixture: ~30 s)
 def test_both_styles_follow_the_same_trajectory(short_run):
     """Same initial weights, same meta-batches: object and pure runs stay together."""
     rows, _ = short_run
@@ -68,6 +85,7 @@ def test_both_styles_follow_the_same_trajectory(short_run):
         assert obj_mse.diverged == pure_mse.diverged
 
 
+@pytest.mark.slow  # over 15 s on 2 CPU cores (the short_run fixture: ~30 s)
 def test_table_lists_every_run_beside_the_reference_median(example, short_run):
     rows, _ = short_run
     text = example.table(rows)
@@ -88,6 +106,7 @@ def test_reference_is_specs_median_over_seeds_0_to_3(example):
     np.testing.assert_allclose(example.REFERENCE["first"], (3.127, 0.385, 0.111), atol=6e-4)
 
 
+@pytest.mark.slow  # over 15 s on 2 CPU cores (the short_run fixture: ~30 s)
 def test_plot_is_written(example, short_run, tmp_path):
     pytest.importorskip("matplotlib")
     rows, _ = short_run
@@ -96,6 +115,7 @@ def test_plot_is_written(example, short_run, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # over 15 s on 2 CPU cores
 def test_training_several_seeds_at_once_matches_each_seed_alone(example):
     """``--seeds``: one vmapped run per seed follows that seed's own single run."""
     together = example.train_pure_seeds("first", [0, 3], iterations=40, log_every=20,
@@ -136,6 +156,7 @@ def test_seeds_table_says_no_when_one_figure_is_off_by_more_than_15_percent(exam
     assert lines[-1].endswith("within 15%: no")
 
 
+@pytest.mark.slow  # over 15 s on 2 CPU cores
 def test_object_seeds_one_after_the_other_follow_the_pure_seeds_at_once(example):
     """``--seeds --vmap-seeds`` with both styles: every (style, order) has one evaluation
     per seed, and the object runs land where the vmapped pure runs of the same seeds do."""
@@ -150,6 +171,7 @@ def test_object_seeds_one_after_the_other_follow_the_pure_seeds_at_once(example)
     assert seed0.mean[0] != pytest.approx(seed2.mean[0], rel=1e-3)
 
 
+@pytest.mark.slow  # 9-28 s on 2 loaded CPU cores
 def test_seeds_one_after_the_other_are_the_single_seed_runs(example):
     """Without ``--vmap-seeds`` each pure run of ``--seeds`` is the run ``--seed s`` makes,
     digit for digit, and so is the object run of the same seed."""
