@@ -91,9 +91,10 @@ def clipped_grad(loss_fn: Callable, l2_norm_clip: float, microbatch: int = 1,
         batch axis of that argument, or ``None`` for an argument every microbatch sees
         whole. Default: axis 0 of every argument.
       noise_multiplier: ``z``; Gaussian noise of standard deviation
-        ``z * C / number_of_microbatches`` is added to every gradient entry, drawn with
-        ``jax.random.normal`` from ``key`` split into one key per leaf (in ``params``
-        leaf order). ``0`` adds nothing (and needs no key).
+        ``z * C / number_of_microbatches`` is added to every gradient entry: one draw
+        for all leaves, in the gradient's dtype, a deterministic function of ``key``
+        (Threefry-2x32 for JAX's default keys; see ``_noise``). ``0`` adds nothing (and
+        needs no key).
       has_aux: ``loss_fn`` returns ``(output, aux)``; ``aux`` is returned per microbatch
         (stacked on a new leading axis), not differentiated.
       method: ``'auto'`` (norms from activations where possible, see the module
@@ -208,12 +209,107 @@ def _clip_factors(sq_norms: jax.Array, l2_norm_clip: Any) -> jax.Array:
     return jnp.where(norms > l2_norm_clip, l2_norm_clip / norms, 1.0)
 
 
+# A constant folded into the caller's key before the noise is drawn, so that the noise
+# stream is separate from anything else derived from that key ("DPSG" in ASCII).
+_NOISE_STREAM = 0x44505347
+
+
 def _add_noise(grads: Any, key: Any, stddev: Any) -> Any:
-    leaves, tree = jax.tree_util.tree_flatten(grads)
-    keys = jax.random.split(key, len(leaves))
-    noisy = [g + stddev * jax.random.normal(k, jnp.shape(g), jnp.result_type(g))
-             for g, k in zip(leaves, keys)]
-    return jax.tree_util.tree_unflatten(tree, noisy)
+    """``grads`` plus ``_noise(grads, key, stddev)``, leaf by leaf."""
+    return jax.tree_util.tree_map(jnp.add, grads, _noise(grads, key, stddev))
+
+
+def _noise(like: Any, key: Any, stddev: Any) -> Any:
+    """The Gaussian noise ``clipped_grad`` adds: ``N(0, stddev²)`` per entry of ``like``.
+
+    Returns a pytree with the structure, shapes and dtypes of ``like`` (only its leaves'
+    shapes and dtypes are read). It is a deterministic function of ``key`` and of those
+    shapes and dtypes: the same key gives the same random bits and the same noise, bit
+    for bit in a given compiled function; eager and ``jax.jit`` results can differ by a
+    float32 rounding of the final scaling (XLA fuses it differently).
+
+    Which generator draws it: the key is first moved to a stream of its own,
+    ``jax.random.fold_in(key, 0x44505347)``. For a Threefry key (JAX's default: a raw
+    ``jax.random.PRNGKey`` or ``jax.random.key(seed)``), every real floating leaf of at
+    most 32 bits is drawn in one go, as one float32 sample of the total size, from
+    Threefry-2x32 (20 rounds; the hash of JAX's default generator, Salmon et al. 2011)
+    in counter mode: block ``t`` hashes the counter ``(0, t)`` into two words, and the
+    sample uses all first words, then all second words. The hash is written out here
+    (``_threefry2x32``, equal to ``jax.extend.random.threefry2x32_p``) because XLA:CPU
+    runs JAX's own lowering of it, a rolled loop, about twice as slowly. The top 23 bits
+    ``k`` of a word give the uniform ``u = (2k + 1) / 2²³ - 1`` in ``(-1, 1)`` (exact,
+    symmetric) and ``√2 · erfinv(u)`` is the normal sample (``jax.random.normal``'s
+    transform). The sample is cut into the leaves in leaf order, scaled by ``stddev``
+    in float32 and cast to each leaf's dtype (float32, bfloat16, float16).
+
+    Keys of another implementation draw the float32 sample with one
+    ``jax.random.normal`` call instead. Leaves of other dtypes (float64, complex) get
+    one ``jax.random.normal`` each, in their dtype, from ``fold_in(stream key, index)``.
+    """
+    leaves, tree = jax.tree_util.tree_flatten(like)
+    key = jax.random.fold_in(key, _NOISE_STREAM)
+    shapes = [jnp.shape(leaf) for leaf in leaves]
+    dtypes = [jnp.result_type(leaf) for leaf in leaves]
+    joint = [i for i, d in enumerate(dtypes)
+             if jnp.issubdtype(d, jnp.floating) and jnp.dtype(d).itemsize <= 4]
+    total = sum(math.prod(shapes[i]) for i in joint)
+    out: list = [None] * len(leaves)
+    if joint:
+        flat = stddev * _standard_normal_f32(key, total)
+        offset = 0
+        for i in joint:
+            size = math.prod(shapes[i])
+            out[i] = flat[offset:offset + size].reshape(shapes[i]).astype(dtypes[i])
+            offset += size
+    for i, (shape, dtype) in enumerate(zip(shapes, dtypes)):
+        if out[i] is None:
+            out[i] = stddev * jax.random.normal(jax.random.fold_in(key, i), shape, dtype)
+    return jax.tree_util.tree_unflatten(tree, out)
+
+
+def _standard_normal_f32(key: Any, size: int) -> jax.Array:
+    """``size`` independent float32 standard normal samples, deterministic in ``key``."""
+    typed = key if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) \
+        else jax.random.wrap_key_data(key)
+    # Counter mode: block t = 0, 1, ..., blocks - 1 hashes the counter (0, t) into two
+    # words; all first words, then all second words, padded to a round count (XLA:CPU
+    # is much slower on odd sizes). Counters are 32-bit: past 2^32 blocks, fall back.
+    blocks = -(-size // 2048) * 1024
+    if str(jax.random.key_impl(typed)) != "threefry2x32" or blocks > 2 ** 32:
+        return jax.random.normal(typed, (size,), jnp.float32)
+    data = jax.random.key_data(typed)
+    counter = jax.lax.iota(jnp.uint32, blocks)
+    # The concatenation also makes XLA materialise the words once; consumed directly,
+    # the hash is fused into (and recomputed by) every consumer of the words.
+    words = jnp.concatenate(_threefry2x32(data[0], data[1], jnp.zeros_like(counter),
+                                          counter))[:size]
+    # The top 23 bits k give u = (2k + 1 - 2^23) / 2^23: 2^23 equally likely values in
+    # (-1, 1), symmetric about 0, never -1 or 1. The odd integer 2k + 1 - 2^23 is formed
+    # in int32 and converts exactly, and the scale is a power of two, so no float
+    # rounding (or compiler reassociation) can move u onto -1 or 1.
+    odd = (words >> 9).astype(jnp.int32) * 2 + (1 - 2 ** 23)
+    u = odd.astype(jnp.float32) * np.float32(2.0 ** -23)
+    return np.float32(math.sqrt(2)) * jax.lax.erf_inv(u)
+
+
+_THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def _threefry2x32(k0: jax.Array, k1: jax.Array, x0: jax.Array, x1: jax.Array):
+    """The Threefry-2x32 hash with 20 rounds (Salmon et al. 2011), as JAX's default PRNG
+    uses it: key words ``k0, k1`` (uint32 scalars), counter words ``x0, x1`` (uint32
+    arrays); returns the two output words. Equal to ``jax.extend.random.threefry2x32_p``
+    (tested), but unrolled, which XLA:CPU fuses into one kernel."""
+    ks = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for i in range(5):
+        for r in _THREEFRY_ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = (x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))
+            x1 = x1 ^ x0
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x0, x1
 
 
 def _per_unit_sq_norm(stacked: jax.Array) -> jax.Array:

@@ -299,3 +299,25 @@ def test_bad_arguments():
         PrivateGradValues(loss_for(model), model.vars(), 0.0, -1.0)
     with pytest.raises(TypeError, match="scalar"):
         PrivateGradValues(lambda x, y: model(x), model.vars(), 0.0, 1.0)(x, y)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_noise_is_the_pure_noise_for_the_keygen_key(jit):
+    # The facade draws one key from its keygen (``split(key, 2)[1]``, the next state being
+    # ``[0]``) and clipped_grad adds ``_privacy._noise`` for that key: noisy - exact must
+    # be exactly that tensor, eagerly and under bridge.Jit.
+    model = make_model(3)
+    x, y = data(batch=16)
+    clip, z = 0.5, 2.0
+    gen = bridge.random.Generator(9)
+    noisy = PrivateGradValues(loss_for(model), model.vars(), z, clip, keygen=gen)
+    exact = PrivateGradValues(loss_for(model), model.vars(), 0.0, clip)
+    train = [v.value for v in model.vars().values() if isinstance(v, bridge.TrainVar)]
+    key = jax.random.split(gen.key.value, 2)[1]
+    expected_noise = _privacy._noise(train, key, z * clip / 16)
+    if jit:
+        noisy, exact = bridge.Jit(noisy, noisy.vars()), bridge.Jit(exact, exact.vars())
+    g1, _ = noisy(x, y)
+    g0, _ = exact(x, y)
+    for a, b, n in zip(g1, g0, expected_noise):
+        np.testing.assert_allclose(np.asarray(a) - np.asarray(b), n, rtol=1e-4, atol=1e-6)

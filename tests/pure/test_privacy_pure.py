@@ -346,3 +346,133 @@ def test_new_style_keys_are_accepted():
     g = jax.jit(clipped_grad(mlp_loss, 0.5, noise_multiplier=1.0))
     grads, _ = g(params, x, y, key=jax.random.key(0))
     assert all(jnp.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(grads))
+
+
+# ----------------------------------------------------------------------------- the noise tensor
+# ``_privacy._noise(like, key, stddev)`` is the noise ``clipped_grad`` adds for ``key``: the
+# noised gradient must be the materialised computation plus exactly that tensor.
+
+@pytest.mark.parametrize("method", ["auto", "materialize"])
+@pytest.mark.parametrize("microbatch", [1, 4])
+@pytest.mark.parametrize("jit", [False, True])
+def test_noised_gradient_is_materialised_reference_plus_the_same_noise(method, microbatch, jit):
+    params, (x, y) = mlp_params(), mlp_data()
+    clip, z = 0.5, 1.3
+    key = jax.random.PRNGKey(3)
+    g = clipped_grad(mlp_loss, clip, microbatch=microbatch, noise_multiplier=z, method=method)
+    g = jax.jit(g) if jit else g
+    noisy, _ = g(params, x, y, key=key)
+    exact, _, _ = reference(mlp_loss, params, (x, y), clip, microbatch)
+    noise = _privacy._noise(params, key, z * clip / (32 // microbatch))
+    assert_trees_close(noisy, jax.tree_util.tree_map(jnp.add, exact, noise))
+    # the noise is not negligible next to the tolerance: the check has teeth
+    assert min(float(jnp.abs(n).max()) for n in jax.tree_util.tree_leaves(noise)) > 1e-3
+
+
+def test_noise_is_the_same_eagerly_and_under_jit():
+    # Same random bits and grid; XLA may fuse the final scaling differently (an ulp).
+    params = mlp_params()
+    key = jax.random.PRNGKey(11)
+    eager = _privacy._noise(params, key, 0.7)
+    jitted = jax.jit(_privacy._noise)(params, key, 0.7)
+    for a, b in zip(jax.tree_util.tree_leaves(eager), jax.tree_util.tree_leaves(jitted)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=0)
+    again = jax.jit(_privacy._noise)(params, key, 0.7)
+    for a, b in zip(jax.tree_util.tree_leaves(jitted), jax.tree_util.tree_leaves(again)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_noise_mean_and_std():
+    # 2^20 samples: the standard error of the mean is sigma / 1024 and that of the std
+    # about sigma / 1448; allow 5 standard errors. The two-sided tail fractions beyond
+    # 1, 2 and 3 sigma (standard error sqrt(p (1 - p) / n)) check the shape, not only
+    # the first two moments.
+    sigma, n = 0.37, 2 ** 20
+    like = {"a": jnp.zeros((1024, 512)), "b": [jnp.zeros((512, 1024))]}
+    noise = _privacy._noise(like, jax.random.PRNGKey(0), sigma)
+    sample = np.concatenate([np.ravel(leaf) for leaf in jax.tree_util.tree_leaves(noise)])
+    sample = sample.astype(np.float64)
+    assert sample.size == n
+    assert abs(sample.mean()) < 5 * sigma / np.sqrt(n)
+    assert abs(sample.std() / sigma - 1) < 5 / np.sqrt(2 * n)
+    for k, p in [(1, 0.31731051), (2, 0.04550026), (3, 0.00269980)]:
+        frac = np.mean(np.abs(sample) > k * sigma)
+        assert abs(frac - p) < 5 * np.sqrt(p * (1 - p) / n), (k, frac, p)
+
+
+def test_noise_keys():
+    like = {"w": jnp.zeros((64, 32)), "b": jnp.zeros(32)}
+    one = _privacy._noise(like, jax.random.PRNGKey(1), 1.0)
+    again = _privacy._noise(like, jax.random.PRNGKey(1), 1.0)
+    other = _privacy._noise(like, jax.random.PRNGKey(2), 1.0)
+    typed = _privacy._noise(like, jax.random.key(1), 1.0)   # new-style key, same seed
+    for name in like:
+        np.testing.assert_array_equal(one[name], again[name])
+        np.testing.assert_array_equal(one[name], typed[name])
+        assert not np.allclose(one[name], other[name])
+    # The leaves get different samples (no leaf repeats another's noise).
+    assert not np.allclose(one["w"][0], one["b"])
+    # The noise stream is not the key's plain jax.random.normal stream.
+    plain = jax.random.normal(jax.random.PRNGKey(1), (64 * 32,))
+    assert not np.allclose(np.ravel(one["w"]), plain)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+def test_noise_dtype_shape_and_structure_follow_the_parameters(dtype):
+    like = {"dense": [jnp.zeros((3, 5), dtype), jnp.zeros((5,), dtype)],
+            "scalar": jnp.zeros((), dtype), "empty": jnp.zeros((0, 4), dtype),
+            "tuple": (jnp.zeros((2, 3, 4), dtype),)}
+    noise = _privacy._noise(like, jax.random.PRNGKey(0), 0.5)
+    assert jax.tree_util.tree_structure(noise) == jax.tree_util.tree_structure(like)
+    for n, p in zip(jax.tree_util.tree_leaves(noise), jax.tree_util.tree_leaves(like)):
+        assert n.shape == p.shape and n.dtype == p.dtype
+        assert bool(jnp.isfinite(n).all())
+    # and through clipped_grad: the noised gradient keeps the parameters' dtype
+    params = {"w": jnp.ones((6, 3), dtype)}
+    x = jnp.ones((8, 6), dtype)
+    loss = lambda p, x: jnp.mean(jnp.tanh(x @ p["w"]).astype(jnp.float32) ** 2)
+    grads, _ = jax.jit(clipped_grad(loss, 1.0, noise_multiplier=1.0))(
+        params, x, key=jax.random.PRNGKey(0))
+    assert grads["w"].dtype == dtype and grads["w"].shape == (6, 3)
+
+
+def test_low_precision_noise_is_the_float32_noise_rounded():
+    like32 = [jnp.zeros((40, 50)), jnp.zeros(7)]
+    like16 = [jnp.zeros((40, 50), jnp.bfloat16), jnp.zeros(7, jnp.bfloat16)]
+    n32 = _privacy._noise(like32, jax.random.PRNGKey(4), 0.3)
+    n16 = _privacy._noise(like16, jax.random.PRNGKey(4), 0.3)
+    for a, b in zip(n32, n16):
+        np.testing.assert_array_equal(a.astype(jnp.bfloat16), b)
+
+
+def test_noise_with_a_non_threefry_key_is_deterministic_gaussian():
+    like = {"w": jnp.zeros((256, 256))}
+    key = jax.random.key(5, impl="rbg")
+    a = _privacy._noise(like, key, 2.0)["w"]
+    b = jax.jit(_privacy._noise)(like, key, 2.0)["w"]
+    np.testing.assert_array_equal(a, b)
+    assert abs(float(a.std()) / 2.0 - 1) < 5 / np.sqrt(2 * a.size)
+
+
+def test_threefry_hash_equals_jax_primitive():
+    from jax.extend.random import threefry2x32_p
+
+    data = jax.random.key_data(jax.random.key(123))
+    hi = jnp.arange(1000, dtype=jnp.uint32) * np.uint32(2654435761)
+    lo = jax.lax.iota(jnp.uint32, 1000)
+    ours = _privacy._threefry2x32(data[0], data[1], hi, lo)
+    theirs = threefry2x32_p.bind(data[0], data[1], hi, lo)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_uniform_grid_is_symmetric_and_open():
+    # The words' top 23 bits k map to u = (2k + 1) / 2^23 - 1 exactly: extreme words give
+    # the extreme, finite, symmetric normal values.
+    words = jnp.array([0, 0xFFFFFFFF, 0x7FFFFFFF, 0x80000000], jnp.uint32)
+    odd = (words >> 9).astype(jnp.int32) * 2 + (1 - 2 ** 23)
+    u = odd.astype(jnp.float32) * np.float32(2.0 ** -23)
+    np.testing.assert_array_equal(u, np.array([-1 + 2.0 ** -23, 1 - 2.0 ** -23,
+                                               -2.0 ** -23, 2.0 ** -23], np.float32))
+    z = np.float32(np.sqrt(2)) * jax.lax.erf_inv(u)
+    assert bool(jnp.isfinite(z).all()) and float(z[0]) == -float(z[1])
