@@ -610,14 +610,17 @@ def read_bridge(tree: Any, **_: Any) -> Hub:
 
 # ----- like: names and shapes of the target ---------------------------------------------
 def _normal(path: Sequence[Part]) -> tuple[str, ...]:
-    """A path as several schemes spell it alike: no Haiku ``~``, list items ``name_i``."""
+    """A path as several schemes spell it alike: no Haiku ``~``, list items ``name_i``
+    (``layers_i`` at the root, as Linen's ``nn.Sequential`` names its layers)."""
     out: list[str] = []
     for p in path:
         p = _part(p) if isinstance(p, str) else p
         if p == "~":
             continue
-        if isinstance(p, int) and out:
-            out[-1] = f"{out[-1]}_{p}"
+        if isinstance(p, int):
+            # an item of a list attribute is name_i in Linen; of a root list or a
+            # Sequential, layers_i (nn.Sequential's own naming)
+            out[-1:] = [f"{out[-1]}_{p}"] if out else [f"layers_{p}"]
         else:
             out.append(str(p))
     return tuple(out)
@@ -643,12 +646,16 @@ def _parse_target(scheme: str, text: str) -> Any:
     return tuple(text.split("/"))
 
 
-def _flat_parts(scheme: str, key: Any) -> tuple[Part, ...]:
+def _normal_key(scheme: str, key: Any) -> tuple:
+    """``(collection or '', normal module path, leaf)`` of a flat key of ``scheme``."""
     if scheme == "haiku":
-        return (key[0], *key[1].split("/"), key[2])
+        return key[0], _normal(key[1].split("/")), key[2]
     if scheme == "torch":
-        return tuple(_part(p) for p in key.split("."))
-    return tuple(key)
+        *path, leaf = key.split(".")
+        return "", _normal([_part(p) for p in path]), leaf
+    if scheme == "linen":
+        return key[0], _normal([_part(p) for p in key[1:-1]]), key[-1]
+    return "", _normal(key[:-1]), str(key[-1])
 
 
 def _flatten_target(scheme: str, tree: Any) -> dict[Any, Any]:
@@ -832,10 +839,10 @@ def _fit_to_like(out: dict, origin: dict, to: str, like: Mapping, problems: list
     if missing and unexpected:
         by_normal: dict[tuple, list] = {}
         for k in missing:
-            by_normal.setdefault(_normal(_flat_parts(to, k)), []).append(k)
+            by_normal.setdefault(_normal_key(to, k), []).append(k)
         renamed = {}
         for k in unexpected:
-            candidates = by_normal.get(_normal(_flat_parts(to, k)), [])
+            candidates = by_normal.get(_normal_key(to, k), [])
             if len(candidates) == 1:
                 renamed[k] = candidates[0]
         if renamed:

@@ -512,3 +512,19 @@ def test_torch_weights_reach_an_nnx_model_as_typed_variables(state_dict):
     assert isinstance(state["layer1"][0]["conv1"]["kernel"], nnx.Param)
     assert isinstance(state["bn1"]["mean"], nnx.BatchStat)
     assert state["layer1"][0]["conv1"]["kernel"].get_value().shape == (3, 3, 64, 64)
+
+
+def test_a_top_level_torch_sequential_ports_into_a_linen_sequential():
+    import flax.linen as nn
+
+    rng = np.random.default_rng(0)
+    sd = {"0.weight": rng.standard_normal((8, 4)).astype(np.float32),
+          "0.bias": rng.standard_normal(8).astype(np.float32),
+          "2.weight": rng.standard_normal((3, 8)).astype(np.float32),
+          "2.bias": rng.standard_normal(3).astype(np.float32)}
+    model = nn.Sequential([nn.Dense(8), nn.relu, nn.Dense(3)])
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+    variables = bridge.interop.port(sd, "torch", "linen", like=model.init(jax.random.PRNGKey(0), x))
+    assert sorted(variables["params"]) == ["layers_0", "layers_2"]
+    expected = np.maximum(x @ sd["0.weight"].T + sd["0.bias"], 0) @ sd["2.weight"].T + sd["2.bias"]
+    np.testing.assert_allclose(model.apply(variables, x), expected, rtol=1e-5, atol=1e-5)
