@@ -54,10 +54,16 @@ class HaikuModule(TreeModule):
       state: its state (``TransformedWithState`` only).
       seed: seed of the ``RandomState`` that the ``rng`` argument of ``apply`` comes from.
       needs_rng: whether each call passes ``apply`` a fresh key as its ``rng``. ``None``
-        (the default): yes whenever ``apply`` takes an ``rng`` argument, that is unless the
-        function went through ``hk.without_apply_rng``. ``False``: ``rng=None`` (for a
-        model that draws no random numbers; ``m.rng`` then never changes). ``True``:
-        always (an ``apply`` without an ``rng`` argument is refused).
+        (the default): found from the model's structure. An ``apply`` without an ``rng``
+        argument (``hk.without_apply_rng``) gets none; otherwise the first call traces
+        ``apply`` once more with a placeholder key (``jax.make_jaxpr``, at trace time
+        inside ``bridge.Jit``) and looks whether the key is used (``hk.next_rng_key``,
+        ``hk.dropout``). A model that does not use it gets ``rng=None``, so a deterministic
+        model pays nothing per call; one that uses it gets a key on this and every later
+        call. Calls with other keyword arguments (``is_training=True`` after an eval call)
+        are looked at again until one uses the key. ``False``: always ``rng=None``
+        (``m.rng`` never changes). ``True``: always a key (an ``apply`` without an ``rng``
+        argument is refused).
 
     Variables (``vars()``), in Haiku's sorted order, then the random state:
       ``(HaikuModule).params/<module name>/<leaf>`` (``TrainVar``), e.g.
@@ -67,12 +73,10 @@ class HaikuModule(TreeModule):
 
     Calling ``m(*args, **kwargs)`` runs ``transformed.apply(params, [state,] rng, *args,
     **kwargs)`` and stores the returned state; keyword arguments (``is_training=True``)
-    pass through. With ``needs_rng`` (see above), every call draws its ``rng`` from
-    ``m.rng`` as ``new_state, rng = jax.random.split(m.rng)``, ``new_state`` becoming
-    ``m.rng``: keys change per call, and per example inside ``bridge.Vectorize``. The rule
-    is fixed when the wrapper is built; nothing is found out by calling the model. A call
-    that raises (a state value of the wrong shape or dtype) changes no variable, ``m.rng``
-    included.
+    pass through. A call that passes a key (see ``needs_rng``) draws it from ``m.rng`` as
+    ``new_state, rng = jax.random.split(m.rng)``, ``new_state`` becoming ``m.rng``: keys
+    change per call, and per example inside ``bridge.Vectorize``. A call that raises (a
+    state value of the wrong shape or dtype) changes no variable, ``m.rng`` included.
 
     Example::
 
@@ -97,7 +101,10 @@ class HaikuModule(TreeModule):
         if needs_rng and not self._takes_rng:
             raise TypeError("HaikuModule: needs_rng=True, but transformed.apply takes no rng "
                             "(it went through hk.without_apply_rng).")
-        self._needs_rng = self._takes_rng if needs_rng is None else bool(needs_rng)
+        self._needs_rng = bool(needs_rng)
+        # needs_rng=None: calls whose keyword arguments were looked at and drew no key
+        self._looked_at: Optional[set] = set() if needs_rng is None and self._takes_rng \
+            else None
         trees = {"params": dict(params), "state": dict(state or {})}
         named: list[tuple[str, BaseVar]] = []
         self._defs = {}
@@ -128,6 +135,8 @@ class HaikuModule(TreeModule):
         next_key = None
         if self._takes_rng:
             rng = None
+            if not self._needs_rng and self._looked_at is not None:
+                self._needs_rng = self._draws_a_key(head, args, kwargs)
             if self._needs_rng:
                 next_key, keys = split_key(self.rng.value, 1)
                 rng = keys[0]
@@ -141,6 +150,26 @@ class HaikuModule(TreeModule):
                 self._state_leaves(new_state, values), start=n) if leaf is not values[i]}
         self._commit_call(changed, next_key)
         return out
+
+    def _draws_a_key(self, head: list, args: tuple, kwargs: dict) -> bool:
+        """Whether ``apply`` uses its ``rng`` for this call: its jaxpr, traced with a
+        placeholder key, reads the key. Remembered per keyword arguments (when hashable)."""
+        try:
+            seen = (tuple(sorted(kwargs.items())),)
+            hash(seen)
+        except TypeError:  # unhashable keyword values: look every time
+            seen = None
+        if seen is not None and seen in self._looked_at:
+            return False
+        key = self.rng.value
+        jaxpr = jax.make_jaxpr(lambda rng: self.transformed.apply(*head, rng, *args, **kwargs))(
+            jax.ShapeDtypeStruct(key.shape, key.dtype)).jaxpr
+        placeholder = jaxpr.invars[0]
+        used = any(v is placeholder for eqn in jaxpr.eqns for v in eqn.invars) or any(
+            v is placeholder for v in jaxpr.outvars)
+        if not used and seen is not None:
+            self._looked_at.add(seen)
+        return used
 
     def _state_leaves(self, new_state: Mapping, values: list) -> list:
         """The returned state's leaves in our order (``values``' own for entries it lacks).

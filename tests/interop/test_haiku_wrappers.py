@@ -157,19 +157,41 @@ def _dropout_net(x, is_training=True):
     return hk.Linear(2)(x)
 
 
-def test_a_key_is_drawn_on_every_call_when_apply_takes_an_rng():
-    """needs_rng=None and an apply with an rng argument: each call, eval or not, draws
-    ``m.rng, key = jax.random.split(m.rng)`` and passes ``key``."""
+def test_a_call_that_uses_no_key_gets_none_and_leaves_rng_alone():
+    """needs_rng=None: the eval call's jaxpr does not read the key, so rng=None is passed."""
     f = hk.transform(_dropout_net)
     x = jnp.ones((4, 3))
     params = f.init(jax.random.PRNGKey(0), x)
     m = HaikuModule(f, params, seed=3)
-    out = m(x, is_training=False)
+    rng = m.rng.value
+    np.testing.assert_allclose(m(x, is_training=False), f.apply(params, None, x, False),
+                               atol=TOL)
+    assert m.rng.value is rng
+
+
+def test_once_a_call_uses_the_key_every_call_draws_one():
+    """A training call reads the key: it and every later call (eval too) draw
+    ``m.rng, key = jax.random.split(m.rng)`` and pass ``key``."""
+    f = hk.transform(_dropout_net)
+    x = jnp.ones((4, 3))
+    params = f.init(jax.random.PRNGKey(0), x)
+    m = HaikuModule(f, params, seed=3)
     state, key = jax.random.split(jax.random.PRNGKey(3))
-    np.testing.assert_allclose(out, f.apply(params, key, x, False), atol=TOL)
+    np.testing.assert_allclose(m(x), f.apply(params, key, x), atol=TOL)
     np.testing.assert_array_equal(m.rng.value, state)
-    out2 = m(x)
-    np.testing.assert_allclose(out2, f.apply(params, jax.random.split(state)[1], x), atol=TOL)
+    m(x, is_training=False)
+    np.testing.assert_array_equal(m.rng.value, jax.random.split(state)[0])
+
+
+def test_a_deterministic_model_under_jit_draws_no_key():
+    f = hk.transform(lambda x: hk.nets.MLP([4, 2])(x))
+    x = jnp.ones((4, 3))
+    m = HaikuModule(f, f.init(jax.random.PRNGKey(0), x))
+    rng = m.rng.value
+    step = bridge.Jit(lambda x: m(x), m.vars())
+    np.testing.assert_allclose(step(x), f.apply(m.params, None, x), atol=TOL)
+    step(x)
+    assert m.rng.value is rng
 
 
 def test_needs_rng_false_passes_none_and_leaves_rng_alone():

@@ -2,8 +2,8 @@
 
 ``FlaxModule`` passes keys for the streams given in ``rng_streams``, or, without it, for
 the streams named by the ``rng_collection`` of the Linen modules its first call runs.
-``HaikuModule`` passes a key whenever ``apply`` takes an ``rng``. The reference is
-always the library's own ``apply`` with the keys the wrapper documents.
+``HaikuModule`` passes a key when ``apply`` uses its ``rng`` (found from its jaxpr).
+The reference is always the library's own ``apply`` with the keys the wrapper documents.
 """
 
 from pathlib import Path
