@@ -36,20 +36,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import statistics
 import sys
 import time
+from typing import Optional
 
 # Runs from a checkout without installing the package.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import bridge  # noqa: E402
+from bench import _harness as H  # noqa: E402
 from bridge.privacy import PrivateGradValues  # noqa: E402
 from bridge.pure import _privacy  # noqa: E402
 
@@ -151,6 +150,32 @@ def build(seed: int):
     return rows, checks
 
 
+def bench(quick: bool = False, out_dir: Optional[str] = None, rounds: Optional[int] = None,
+          steps: Optional[int] = None, seed: int = 0) -> H.Section:
+    """Checks, then the interleaved timing, as a ``Section`` for ``python -m bench``."""
+    rounds = rounds or (5 if quick else 21)
+    steps = steps or (10 if quick else 30)
+    start = time.perf_counter()
+    rows, checks = build(seed)
+    variants = dict(rows)
+    times = H.interleave(variants, rounds, steps, warmup=3)
+    command = "python bench/dp_sgd.py" + (" --quick" if quick else "" if (rounds, steps) == (
+        21, 30) else f" --rounds {rounds} --steps {steps}")
+    table = H.Table(f"DP-SGD gradient, MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, clip "
+                    f"{CLIP}, noise {NOISE}", "ms", what="per call")
+    anchor = rows[0][0]
+    for name, _ in rows:
+        table.add(name, times[name], None if name == anchor else anchor)
+    section = H.Section("dp_sgd", "DP-SGD clipping and noise", command,
+                        f"{rounds} interleaved rounds x {steps} calls per row; default PRNG "
+                        f"{jax.config.jax_default_prng_impl}", tables=[table])
+    section.targets.append(H.Target("clipped+noised (library) / non-private",
+                                    table.ratio("clipped+noised (library)"), 1.5))
+    section.notes += [f"same numbers: {label}: max |diff| {diff:.2e}" for label, diff in checks]
+    section.seconds = time.perf_counter() - start
+    return section
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=21)
@@ -160,45 +185,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.steps = 5, 10
-
-    print(f"python {platform.python_version()}, jax {jax.__version__}, backend "
-          f"{jax.default_backend()}, {os.cpu_count()} CPUs, "
-          f"default PRNG {jax.config.jax_default_prng_impl}")
+    print(H.header())
     print(f"MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, clip {CLIP}, "
           f"noise multiplier {NOISE}")
-    rows, checks = build(args.seed)
-    print("\nsame numbers (max abs difference):")
-    for label, diff in checks:
-        print(f"  {label:50s} {diff:.2e}")
-
-    for _, fn in rows:  # compile and warm up
-        for _ in range(3):
-            jax.block_until_ready(fn())
-
-    times: dict[str, list[float]] = {name: [] for name, _ in rows}
-    start = time.perf_counter()
-    for r in range(args.rounds):
-        k = r % len(rows)
-        for name, fn in rows[k:] + rows[:k]:
-            t = time.perf_counter()
-            for _ in range(args.steps):
-                jax.block_until_ready(fn())
-            times[name].append((time.perf_counter() - t) / args.steps)
-    elapsed = time.perf_counter() - start
-
-    median = {n: statistics.median(t) for n, t in times.items()}
-    base = median[rows[0][0]]
-    print(f"\n{args.rounds} rounds x {args.steps} steps in {elapsed:.0f} s")
-    header = f"{'row':30s} {'median ms':>10s} {'p25-p75 ms':>14s} {'vs non-private':>15s}"
-    print(header + "\n" + "-" * len(header))
-    for name, _ in rows:
-        q = np.percentile(times[name], [25, 75]) * 1e3
-        print(f"{name:30s} {median[name] * 1e3:10.3f} {q[0]:6.3f}-{q[1]:<7.3f} "
-              f"{median[name] / base:14.2f}x")
-    print(f"\nclipped+noised (library) / non-private = "
-          f"{median['clipped+noised (library)'] / base:.2f}x (target <= 1.5x); "
-          f"old noise: {median['clipped+noised, old noise'] / base:.2f}x; "
-          f"clipped only: {median['clipped only'] / base:.2f}x")
+    H.print_section(bench(args.quick, rounds=args.rounds, steps=args.steps, seed=args.seed))
 
 
 if __name__ == "__main__":

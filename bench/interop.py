@@ -42,9 +42,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gc
 import os
-import platform
 import statistics
 import sys
 import time
@@ -53,7 +51,6 @@ from typing import Any, Callable, Optional
 # Runs from a checkout without installing the package.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import flax  # noqa: E402
 import flax.linen as nn  # noqa: E402
 import haiku as hk  # noqa: E402
 import jax  # noqa: E402
@@ -65,6 +62,7 @@ from flax import nnx  # noqa: E402
 import bridge  # noqa: E402
 import bridge.flax  # noqa: E402
 import bridge.haiku  # noqa: E402
+from bench import _harness as H  # noqa: E402
 
 SIZES = (32, 64, 64, 10)
 BATCH = 32
@@ -270,11 +268,7 @@ def data(seed: int = 0):
     return jax.block_until_ready((x, y, img))
 
 
-def run_block(step: Step, n: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(n):
-        step().block_until_ready()
-    return (time.perf_counter() - t0) / n
+run_block = H.run_block
 
 
 def check(x, y, img, steps: int = 20) -> bool:
@@ -292,42 +286,22 @@ def check(x, y, img, steps: int = 20) -> bool:
     return ok
 
 
-def time_steps(x, y, img, rounds: int, steps: int, warmup: int) -> None:
+def time_steps(x, y, img, rounds: int, steps: int, warmup: int) -> H.Table:
+    """Every (native, wrapped) pair, all interleaved in one run; a table of ratios to the
+    native row of each model."""
     variants: dict[str, Step] = {}
     for model, native_label, wrapped_label, make in PAIRS:
         native, wrapped = make(x, y, img, seed=0)
         variants[f"{model} | {native_label}"] = native
         variants[f"{model} | {wrapped_label}"] = wrapped
-    for step in variants.values():
-        run_block(step, warmup)
-    names = list(variants)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    t0 = time.perf_counter()
-    for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        gc.collect()
-        for name in order:
-            times[name].append(run_block(variants[name], steps))
-    print(f"\n1. train steps: {rounds} rounds x {steps} steps per variant, interleaved "
-          f"({time.perf_counter() - t0:.1f} s); median over rounds of the mean step time")
-    header = (f"{'model':22s} {'variant':20s} {'median us/step':>15s} {'p25-p75 us':>15s} "
-              f"{'vs native':>10s}")
-    print(header)
-    print("-" * len(header))
-    quotes = []
+    times = H.interleave(variants, rounds, steps, warmup=warmup)
+    table = H.Table(f"1. train steps: {rounds} rounds x {steps} steps per variant, interleaved",
+                    "us", what="per step")
     for model, native_label, wrapped_label, _ in PAIRS:
-        base = statistics.median(times[f"{model} | {native_label}"])
-        for label in (native_label, wrapped_label):
-            t = times[f"{model} | {label}"]
-            med = statistics.median(t)
-            q = np.percentile(t, [25, 75]) * 1e6
-            print(f"{model:22s} {label:20s} {med * 1e6:15.1f} "
-                  f"{f'{q[0]:.1f}-{q[1]:.1f}':>15s} {med / base:9.2f}x")
-        ratio = statistics.median(times[f"{model} | {wrapped_label}"]) / base
-        quotes.append(f"{wrapped_label} / native ({model}) = {ratio:.2f}x")
-    print()
-    for line in quotes:
-        print(line)
+        native = f"{model} | {native_label}"
+        table.add(native, times[native])
+        table.add(f"{model} | {wrapped_label}", times[f"{model} | {wrapped_label}"], native)
+    return table
 
 
 # ----- converters --------------------------------------------------------------------------
@@ -360,13 +334,11 @@ def bridge_mlp(n_layers: int) -> bridge.Module:
     return bridge.nn.Sequential([bridge.nn.Linear(16, 16) for _ in range(n_layers)])
 
 
-def converters() -> None:
-    print("\n2. converters vs jax.tree_util flatten + unflatten of the same tree "
-          "(median of 7 x 200 calls; the VarCollection is built once, outside the timing)")
-    header = (f"{'conversion':52s} {'leaves':>6s} {'us/call':>9s} {'flatten+unflatten':>18s} "
-              f"{'ratio':>7s}")
-    print(header)
-    print("-" * len(header))
+def converters(rounds: int = 7, number: int = 200) -> H.Table:
+    """Each converter against a flatten + unflatten of the tree it returns, interleaved."""
+    table = H.Table(f"2. converters vs jax.tree_util flatten + unflatten of the same tree "
+                    f"({rounds} interleaved rounds x {number} calls; the VarCollection is "
+                    f"built once, outside the timing)", "us", what="per call")
     f, params, state = resnet_trees()
     hk_module = bridge.haiku.HaikuModule(f, params, state)
 
@@ -397,15 +369,18 @@ def converters() -> None:
         try:
             tree = convert()
         except Exception as e:  # noqa: BLE001 - converters may not be ready / may refuse
-            print(f"{label:52s} skipped: {type(e).__name__}: {str(e)[:70]}")
+            table.skip(label, f"{type(e).__name__}: {str(e)[:70]}")
             continue
         leaves, treedef = jax.tree_util.tree_flatten(tree)
-        t_conv = best_time(convert)
-        t_tree = best_time(functools.partial(_round_trip, tree, treedef))
-        print(f"{label:52s} {len(leaves):6d} {t_conv * 1e6:9.1f} {t_tree * 1e6:18.1f} "
-              f"{t_conv / t_tree:6.1f}x")
+        base = f"flatten+unflatten ({len(leaves)} leaves)"
+        times = H.interleave({label: convert, base: functools.partial(_round_trip, tree,
+                                                                         treedef)},
+                             rounds, number, warmup=1, collect=False)
+        table.add(base, times[base])
+        table.add(label, times[label], base)
     t_vars = best_time(hk_module.vars, number=50)
-    print(f"(for scale: HaikuModule(ResNet18).vars() itself takes {t_vars * 1e6:.1f} us)")
+    table.caption = f"for scale: HaikuModule(ResNet18).vars() itself takes {t_vars * 1e6:.1f} us"
+    return table
 
 
 # ----- no copy ----------------------------------------------------------------------------
@@ -473,10 +448,29 @@ def no_copy() -> None:
         print(f"  {label}  {_same(out, given)}")
 
 
-def versions() -> str:
-    return (f"python {platform.python_version()}, jax {jax.__version__}, flax {flax.__version__}"
-            f", dm-haiku {hk.__version__}, optax {optax.__version__}, bridge "
-            f"{bridge.__version__}; {os.cpu_count()} logical CPUs")
+def bench(quick: bool = False, out_dir: Optional[str] = None, rounds: Optional[int] = None,
+          steps: Optional[int] = None, warmup: Optional[int] = None) -> H.Section:
+    """Train steps and converters, as a ``Section`` for ``python -m bench``."""
+    rounds = rounds or (3 if quick else 20)
+    steps = steps or (30 if quick else 200)
+    warmup = warmup or (5 if quick else 50)
+    start = time.perf_counter()
+    x, y, img = data()
+    command = "python bench/interop.py" + ("" if (rounds, steps) == (20, 200)
+                                           else f" --rounds {rounds} --steps {steps}")
+    section = H.Section("interop", "Wrapped Flax/Haiku/NNX models and converters", command,
+                        f"train steps: {rounds} interleaved rounds x {steps} steps per variant; "
+                        f"converters: {3 if quick else 7} rounds x {50 if quick else 200} calls")
+    steps_table = time_steps(x, y, img, rounds, steps, warmup)
+    section.tables.append(steps_table)
+    for model, _, wrapped, _ in PAIRS:
+        section.targets.append(H.Target(f"{wrapped} / native ({model})",
+                                        steps_table.ratio(f"{model} | {wrapped}"), 1.10))
+    conv = converters(3 if quick else 7, 50 if quick else 200)
+    section.tables.append(conv)
+    section.notes.append(conv.caption)
+    section.seconds = time.perf_counter() - start
+    return section
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -486,7 +480,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--warmup", type=int, default=50, help="untimed steps per variant")
     parser.add_argument("--check", action="store_true", help="verify wrapped == native first")
     args = parser.parse_args(argv)
-    print(versions())
+    print(H.header())
     print(f"steps: batch {BATCH}, optax.adam({LR}); MLPs {'-'.join(map(str, SIZES))}, "
           f"CNNs on 8x8x3 images")
     x, y, img = data()
@@ -494,12 +488,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("--check: FAILED")
         return 1
     if args.rounds > 0:
-        time_steps(x, y, img, args.rounds, args.steps, args.warmup)
-    converters()
+        table = time_steps(x, y, img, args.rounds, args.steps, args.warmup)
+        print("\n" + table.text())
+        for model, _, wrapped, _ in PAIRS:
+            print(f"{wrapped} / native ({model}) = {table.ratio(f'{model} | {wrapped}'):.2f}x")
+    conv = converters()
+    print("\n" + conv.text())
+    print(f"({conv.caption})")
     no_copy()
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -36,21 +36,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import statistics
 import sys
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 # Runs from a checkout without installing the package.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import bridge  # noqa: E402
+from bench import _harness as H  # noqa: E402
 from bridge.privacy import PrivateGradValues  # noqa: E402
 
 SIZES = (784, 256, 256, 10)
@@ -157,11 +155,43 @@ def build(x, y, seed: int):
 
 # ----- timing -----------------------------------------------------------------------------
 
-def time_calls(fn: Call, n: int) -> float:
+def bench(quick: bool = False, out_dir: Optional[str] = None, rounds: Optional[int] = None,
+          target: Optional[float] = None, min_calls: int = 2, seed: int = 0) -> H.Section:
+    """Checks, then the interleaved timing, as a ``Section`` for ``python -m bench``."""
+    rounds = rounds or (3 if quick else 15)
+    target = target or (0.03 if quick else 0.12)
     start = time.perf_counter()
-    for _ in range(n):
-        jax.block_until_ready(fn())
-    return (time.perf_counter() - start) / n
+    kx, ky = jax.random.split(jax.random.PRNGKey(seed + 1))
+    x = jax.random.normal(kx, (BATCH, SIZES[0]))
+    y = jax.random.randint(ky, (BATCH,), 0, SIZES[-1])
+    groups, checks, plan_note = build(x, y, seed)
+    variants = {name: fn for _, rows in groups for name, fn in rows}
+    for fn in variants.values():       # compile, warm up
+        H.block(fn())
+    calls = {n: H.calls_for(fn, target, minimum=min_calls) for n, fn in variants.items()}
+    times = H.interleave(variants, rounds, calls)
+    command = "python bench/per_example.py" + ("" if rounds == 15 else f" --rounds {rounds}")
+    section = H.Section("per_example", "Per-example gradients and DP-SGD (MLP 784-256-256-10, "
+                        "batch 128)", command,
+                        f"{rounds} interleaved rounds, about {target:g} s per variant per "
+                        f"round (at least {min_calls} calls)")
+    for title, rows in groups:
+        table = H.Table(title, "ms", what="per call")
+        anchor = rows[0][0]
+        for name, _ in rows:
+            table.add(name, times[name], None if name == anchor else anchor)
+        section.tables.append(table)
+    per_ex, dp = section.tables
+    section.targets.append(H.Target("bridge.Jit(Vectorize(GradValues)) / jax.jit(vmap(grad))",
+                                    per_ex.ratio("bridge.Jit(Vectorize(GradValues))"), 1.05))
+    section.targets.append(H.Target("jit(pure.clipped_grad) / non-private",
+                                    dp.ratio("jit(pure.clipped_grad)"), 3.0))
+    section.targets.append(H.Target("bridge.Jit(PrivateGradValues) / non-private",
+                                    dp.ratio("bridge.Jit(PrivateGradValues)"), 3.0))
+    section.notes += [f"same numbers: {label}: max |diff| {diff:.2e}" for label, diff in checks]
+    section.notes.append(f"clipped_grad plan: {plan_note}")
+    section.seconds = time.perf_counter() - start
+    return section
 
 
 def main() -> None:
@@ -172,62 +202,10 @@ def main() -> None:
     parser.add_argument("--min-calls", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-
-    print(f"python {platform.python_version()}, jax {jax.__version__}, "
-          f"optax {optax.__version__}, backend {jax.default_backend()}, "
-          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()})")
+    print(H.header())
     print(f"MLP {'-'.join(map(str, SIZES))} (ReLU, softmax cross-entropy), batch {BATCH}")
-
-    kx, ky = jax.random.split(jax.random.PRNGKey(args.seed + 1))
-    x = jax.random.normal(kx, (BATCH, SIZES[0]))
-    y = jax.random.randint(ky, (BATCH,), 0, SIZES[-1])
-    groups, checks, plan_note = build(x, y, args.seed)
-    variants = [(g, name, fn) for g, rows in groups for name, fn in rows]
-
-    print("\nsame numbers (max abs difference):")
-    for label, diff in checks:
-        print(f"  {label:58s} {diff:.2e}")
-    print(f"  clipped_grad plan: {plan_note}")
-
-    calls = {}
-    for _, name, fn in variants:       # compile, warm up, calibrate
-        jax.block_until_ready(fn())
-        t = time_calls(fn, 2)
-        calls[name] = max(args.min_calls, int(args.target / max(t, 1e-6)))
-
-    times: dict[str, list[float]] = {name: [] for _, name, _ in variants}
-    start = time.perf_counter()
-    for r in range(args.rounds):
-        k = r % len(variants)
-        for _, name, fn in variants[k:] + variants[:k]:
-            times[name].append(time_calls(fn, calls[name]))
-    elapsed = time.perf_counter() - start
-
-    median = {n: statistics.median(t) for n, t in times.items()}
-    print(f"\n{args.rounds} rounds in {elapsed:.0f} s; calls per round: "
-          + ", ".join(f"{calls[n]}" for _, n, _ in variants))
-    header = f"{'variant':36s} {'median ms':>10s} {'p25-p75 ms':>16s} {'ratio':>7s}"
-    for group, rows in groups:
-        print(f"\n{group}\n{header}\n{'-' * len(header)}")
-        ref = rows[0][0]
-        for name, _ in rows:
-            q = np.percentile(times[name], [25, 75]) * 1e3
-            print(f"{name:36s} {median[name] * 1e3:10.2f} {q[0]:7.2f}-{q[1]:<8.2f} "
-                  f"{median[name] / median[ref]:6.2f}x")
-
-    print()
-    print("per-example gradients: bridge.Jit(Vectorize(GradValues)) / jax.jit(vmap(grad)) = "
-          f"{median['bridge.Jit(Vectorize(GradValues))'] / median['jax.jit(vmap(grad))']:.2f}x"
-          " (target <= 1.05x)")
-    base = median["jax.jit(grad), non-private"]
-    print("DP-SGD clipped+noised gradient / non-private gradient = "
-          f"{median['jit(pure.clipped_grad)'] / base:.2f}x (pure clipped_grad), "
-          f"{median['bridge.Jit(PrivateGradValues)'] / base:.2f}x (PrivateGradValues) "
-          "(target <= 3x)")
-    print("DP-SGD clipped gradient without noise / non-private gradient = "
-          f"{median['  same, noise_multiplier=0'] / base:.2f}x (the rest is drawing the noise)")
-    print("DP-SGD fast / materialised (vmap(grad), clip, mean) = "
-          f"{median['jit(pure.clipped_grad)'] / median['clipped_grad materialize']:.3f}x")
+    H.print_section(bench(rounds=args.rounds, target=args.target, min_calls=args.min_calls,
+                          seed=args.seed))
 
 
 if __name__ == "__main__":

@@ -40,9 +40,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
 import time  # noqa: E402
+from typing import Optional  # noqa: E402
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -52,6 +51,7 @@ from jax.sharding import PartitionSpec as P
 
 import bridge  # noqa: E402
 import bridge.sharding as bs  # noqa: E402
+from bench import _harness as H  # noqa: E402
 
 D_IN = 128
 
@@ -105,45 +105,71 @@ def build(kind: str, width: int, x: np.ndarray, y: np.ndarray):
     return step, x, y, len(w.addressable_shards[0].data.reshape(-1)) / w.size
 
 
+def measure(rounds: int, steps: int, width: int, batch: int) -> H.Section:
+    """Needs the 8 devices: run in a process that imported this module first."""
+    rng = np.random.RandomState(0)
+    x = rng.randn(batch, D_IN).astype(np.float32)
+    y = rng.randn(batch, D_IN).astype(np.float32)
+    kinds = ["1 device", "FSDP x8", "Megatron x8"]
+    built = {k: build(k, width, x, y) for k in kinds}
+    variants = {k: (lambda s=built[k]: s[0](s[1], s[2])) for k in kinds}
+    times = H.interleave(variants, rounds, steps)
+    table = H.Table(f"one step, MLP {D_IN}-{width}-{width}-{D_IN}, batch {batch} (total), "
+                    f"Adam, bridge.Jit", "ms", what="per step")
+    for k in kinds:
+        table.add(k, times[k], None if k == "1 device" else "1 device",
+                  note=f"weight/device {built[k][3]:.3f}")
+    command = "python bench/sharded_step.py" + ("" if (rounds, steps, width, batch) == (
+        15, 20, 1024, 256) else f" --rounds {rounds} --steps {steps} --width {width} "
+        f"--batch {batch}")
+    section = H.Section("sharded_step", "One step sharded over 8 forced CPU devices", command,
+                        f"{rounds} interleaved rounds x {steps} steps per variant; "
+                        f"{jax.device_count()} {jax.default_backend()} devices",
+                        tables=[table])
+    section.notes.append("weight/device (fraction of the middle kernel on each device): " +
+                         ", ".join(f"{k} {built[k][3]:.3f}" for k in kinds))
+    section.notes.append("the 8 devices are forced CPU devices sharing this machine's cores: "
+                         "the ratio is the cost of the partitioned program, not a speed-up")
+    return section
+
+
+def bench(quick: bool = False, out_dir: Optional[str] = None) -> H.Section:
+    """For ``python -m bench``: runs this script in a subprocess (the forced devices must
+    be set before JAX starts) and reads its section back."""
+    import json
+    import subprocess
+    import tempfile
+
+    start = time.perf_counter()
+    args = ["--rounds", "3", "--steps", "5", "--width", "256"] if quick else []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "section.json")
+        subprocess.run([sys.executable, os.path.abspath(__file__), *args, "--json", path],
+                       check=True, stdout=subprocess.DEVNULL)
+        with open(path) as f:
+            section = H.section_from_dict(json.load(f))
+    section.seconds = time.perf_counter() - start
+    return section
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--json", default="", help="also write the results to this file")
     args = parser.parse_args()
-    print("command: python " + " ".join(sys.argv))
-    print(f"python {platform.python_version()}, jax {jax.__version__}, optax {optax.__version__}; "
-          f"{jax.device_count()} {jax.default_backend()} devices, {os.cpu_count()} CPU cores")
+    print(H.header())
     print(f"step: MLP {D_IN}-{args.width}-{args.width}-{D_IN} ReLU, batch {args.batch} "
           f"(total), MSE, optax.adam, bridge.Jit")
-    rng = np.random.RandomState(0)
-    x = rng.randn(args.batch, D_IN).astype(np.float32)
-    y = rng.randn(args.batch, D_IN).astype(np.float32)
-    kinds = ["1 device", "FSDP x8", "Megatron x8"]
-    built = {k: build(k, args.width, x, y) for k in kinds}
-    times: dict[str, list[float]] = {k: [] for k in kinds}
-    for r in range(args.rounds):
-        for k in kinds[r % len(kinds):] + kinds[:r % len(kinds)]:
-            step, bx, by, _ = built[k]
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                step(bx, by).block_until_ready()
-            times[k].append((time.perf_counter() - start) / args.steps)
-    base = statistics.median(times["1 device"])
-    print(f"\n{args.rounds} rounds x {args.steps} steps per variant, interleaved")
-    header = (f"{'variant':14s} {'median ms/step':>15s} {'p25-p75 ms':>15s} {'vs 1 device':>12s}"
-              f" {'weight/device':>14s}")
-    print(header)
-    print("-" * len(header))
-    for k in kinds:
-        q = np.percentile(times[k], [25, 75]) * 1e3
-        med = statistics.median(times[k])
-        print(f"{k:14s} {med * 1e3:15.2f} {f'{q[0]:.2f}-{q[1]:.2f}':>15s} {med / base:11.2f}x"
-              f" {built[k][3]:14.3f}")
-    print("\nweight/device: the fraction of the middle kernel each device holds. The 8 devices "
-          "are forced CPU devices sharing this machine's cores: the ratio is the cost of the "
-          "partitioned program, not a speed-up.")
+    section = measure(args.rounds, args.steps, args.width, args.batch)
+    H.print_section(section)
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump(H.section_to_dict(section), f)
     return 0
 
 

@@ -29,10 +29,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import gc
 import os
-import platform
-import statistics
 import sys
 import time
 from typing import Callable, Optional
@@ -46,6 +43,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 import bridge  # noqa: E402
+from bench import _harness as H  # noqa: E402
 
 try:
     import flax
@@ -270,36 +268,6 @@ def data(seed: int = 0):
     return jax.block_until_ready((x, y))
 
 
-def cpu_info() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} logical CPUs"
-
-
-def versions() -> str:
-    parts = [f"python {platform.python_version()}", f"jax {jax.__version__}",
-             f"jaxlib {getattr(jax.lib, '__version__', '?') if hasattr(jax, 'lib') else '?'}",
-             f"optax {optax.__version__}", f"bridge {bridge.__version__}",
-             f"flax {flax.__version__}" if flax else "flax -",
-             f"equinox {eqx.__version__}" if eqx else "equinox -"]
-    return ", ".join(parts)
-
-
-def run_block(step: Step, n: int) -> float:
-    """Seconds per step over ``n`` steps, each blocked on its loss."""
-    t0 = time.perf_counter()
-    for _ in range(n):
-        step().block_until_ready()
-    return (time.perf_counter() - t0) / n
-
-
 def check(x, y, steps: int = 100) -> bool:
     """Every variant lowers the loss; ``bridge.Jit`` follows ``jax.jit`` exactly."""
     print(f"--check: {steps} steps per variant on one batch")
@@ -324,6 +292,38 @@ def check(x, y, steps: int = 100) -> bool:
     return ok
 
 
+def bench(quick: bool = False, out_dir: Optional[str] = None, rounds: Optional[int] = None,
+          steps: Optional[int] = None, warmup: Optional[int] = None) -> H.Section:
+    """The interleaved timing of every variant, as a ``Section`` for ``python -m bench``."""
+    rounds = rounds or (3 if quick else 30)
+    steps = steps or (50 if quick else 200)
+    warmup = 10 if quick else 50 if warmup is None else warmup
+    start = time.perf_counter()
+    x, y = data()
+    built, notes, skipped = {}, {}, {}
+    for name, make, skip in VARIANTS:
+        if skip:
+            skipped[name] = skip
+            continue
+        built[name], notes[name] = make(x, y, seed=0)
+    times = H.interleave(built, rounds, steps, warmup=warmup)
+    table = H.Table(f"training step, MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, "
+                    f"optax.adam", "us", what="per step")
+    for name in built:
+        table.add(name, times[name], None if name == "jax.jit" else "jax.jit", notes[name])
+    for name, why in skipped.items():
+        table.skip(name, why)
+    command = "python bench/train_step.py" + (
+        "" if (rounds, steps) == (30, 200) else f" --rounds {rounds} --steps {steps}")
+    section = H.Section("train_step", "Dispatch-bound training step (MLP 32-64-64-10)", command,
+                        f"{rounds} interleaved rounds x {steps} steps per variant, "
+                        f"{warmup} warm-up steps", tables=[table])
+    section.targets.append(H.Target("bridge.Jit / jax.jit", table.ratio("bridge.Jit"), 1.10))
+    section.notes += [f"{name}: {note}" for name, note in notes.items()]
+    section.seconds = time.perf_counter() - start
+    return section
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=30, help="timing rounds (0: no timing)")
@@ -333,8 +333,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="first verify that every variant decreases the loss")
     args = parser.parse_args(argv)
 
-    print(versions())
-    print(f"CPU: {cpu_info()}; jax devices: {jax.devices()}")
+    print(H.header())
     print(f"step: MLP {'-'.join(map(str, SIZES))} ReLU, batch {BATCH}, softmax CE (int labels), "
           f"optax.adam({LR})")
     x, y = data()
@@ -343,43 +342,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     if args.rounds <= 0:
         return 0
-
-    steps, notes, skipped = {}, {}, {}
-    for name, make, skip in VARIANTS:
-        if skip:
-            skipped[name] = skip
-            continue
-        steps[name], notes[name] = make(x, y, seed=0)
-        run_block(steps[name], args.warmup)  # compiles, then warms caches
-
-    names = list(steps)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    t_start = time.perf_counter()
-    for r in range(args.rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        gc.collect()
-        for name in order:
-            times[name].append(run_block(steps[name], args.steps))
-    elapsed = time.perf_counter() - t_start
-
-    print(f"\n{args.rounds} rounds x {args.steps} steps per variant, interleaved "
-          f"({elapsed:.1f} s); per-step time = median over rounds")
-    base = statistics.median(times["jax.jit"])
-    header = f"{'variant':20s} {'median us/step':>15s} {'p25-p75 us':>15s} {'vs jax.jit':>11s}"
-    print(header)
-    print("-" * len(header))
-    for name in names:
-        t = sorted(times[name])
-        med = statistics.median(t)
-        q = np.percentile(t, [25, 75]) * 1e6
-        print(f"{name:20s} {med * 1e6:15.1f} {f'{q[0]:.1f}-{q[1]:.1f}':>15s} "
-              f"{med / base:10.2f}x")
-    for name, why in skipped.items():
-        print(f"{name:20s} {'skipped: ' + why}")
-    print()
-    for name in names:
-        print(f"  {name}: {notes[name]}")
-    print(f"\nbridge.Jit / jax.jit = {statistics.median(times['bridge.Jit']) / base:.2f}x")
+    section = bench(rounds=args.rounds, steps=args.steps, warmup=args.warmup)
+    H.print_section(section)
     return 0
 
 
