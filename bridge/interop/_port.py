@@ -200,7 +200,7 @@ def read_linen(tree: Any, **_: Any) -> Hub:
     return hub
 
 
-def write_linen(hub: Hub, like_flat: Optional[Mapping] = None, **_: Any) -> dict[Any, Any]:
+def write_linen(hub: Hub) -> dict[Any, Any]:
     """``{(collection, *path, leaf): value}`` (all parts ``str``), boxes put back."""
     out = {}
     for key, value in hub.values.items():
@@ -387,8 +387,7 @@ def _vector(x: Any) -> Any:
     return x.reshape(-1) if np.ndim(x) != 1 else x
 
 
-def write_haiku(hub: Hub, names: _Names, mlp: bool = False,
-                like_flat: Optional[Mapping] = None) -> dict[Any, Any]:
+def write_haiku(hub: Hub, names: _Names, mlp: bool = False) -> dict[Any, Any]:
     """``{(collection, module name, leaf): value}``."""
     out: dict[Any, Any] = {}
     origin: dict[Any, Key] = {}
@@ -544,7 +543,7 @@ def _nnx_lstm_paths(paths: Sequence[tuple]) -> set[Path]:
     return {k for k, v in parents.items() if v == want}
 
 
-def write_nnx(hub: Hub, like_flat: Optional[Mapping] = None, **_: Any) -> dict[Any, Any]:
+def write_nnx(hub: Hub) -> dict[Any, Any]:
     """``{path: nnx.Variable}`` (rng state from ``hub.extra``, or from ``like``)."""
     from bridge.flax import _nnx_types
     out: dict[Any, Any] = {}
@@ -590,7 +589,7 @@ def read_torch(tree: Any, hints_kinds: Optional[Mapping[Path, str]] = None, **_:
     return hub
 
 
-def write_torch(hub: Hub, **_: Any) -> dict[Any, Any]:
+def write_torch(hub: Hub) -> dict[Any, Any]:
     return _torch.write_torch(hub.values)
 
 
@@ -708,11 +707,10 @@ def _read(scheme: str, tree: Any, names: _Names, hints: Mapping[Key, tuple],
     return _READERS[scheme](tree)
 
 
-def _write(scheme: str, hub: Hub, names: _Names, mlp: bool, like_flat: Optional[Mapping]
-           ) -> dict:
+def _write(scheme: str, hub: Hub, names: _Names, mlp: bool) -> dict:
     if scheme == "haiku":
-        return write_haiku(hub, names, mlp, like_flat)
-    return _WRITERS[scheme](hub, like_flat=like_flat)
+        return write_haiku(hub, names, mlp)
+    return _WRITERS[scheme](hub)
 
 
 def read_for_port(tree: Any, from_: str, rules: Sequence[Rule], layers: Sequence[Layer],
@@ -764,7 +762,7 @@ def _port_once(tree: Any, from_: str, to: str, rules: Sequence[Rule], names: _Na
         tree, ruled, ruled_from = _apply_rules(tree, from_, to, rules, used)
     hub = _read(from_, tree, names, hints, kinds, mlp)
     problems = list(hub.problems)
-    out = _write(to, hub, names, mlp, like_flat)
+    out = _write(to, hub, names, mlp)
     problems += hub.problems[len(problems):]
     origin = dict(hub.written)
     for k, v in ruled.items():
