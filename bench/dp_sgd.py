@@ -45,37 +45,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import optax  # noqa: E402
 
 import bridge  # noqa: E402
 from bench import _harness as H  # noqa: E402
+from bench import per_example as P  # noqa: E402
 from bridge.privacy import PrivateGradValues  # noqa: E402
 from bridge.pure import _privacy  # noqa: E402
 
-SIZES = (784, 256, 256, 10)
-BATCH = 128
-CLIP = 1.0
-NOISE = 1.1
-
-
-def object_model(seed: int) -> bridge.nn.Sequential:
-    bridge.random.DEFAULT_GENERATOR.seed(seed)
-    layers: list = []
-    for nin, nout in zip(SIZES[:-1], SIZES[1:]):
-        layers += [bridge.nn.Linear(nin, nout), bridge.functional.relu]
-    return bridge.nn.Sequential(layers[:-1])
-
-
-def forward(params, x):
-    for i, layer in enumerate(params):
-        x = jnp.dot(x, layer["w"]) + layer["b"]
-        if i < len(params) - 1:
-            x = jax.nn.relu(x)
-    return x
-
-
-def pure_loss(params, x, y):
-    return optax.softmax_cross_entropy_with_integer_labels(forward(params, x), y).mean()
+# The issue-3 MLP and its loss: the same model as bench/per_example.py, from there.
+SIZES, BATCH, CLIP, NOISE = P.SIZES, P.BATCH, P.CLIP, P.NOISE
+object_model, pure_loss = P.object_model, P.pure_loss
 
 
 def old_noise(grads, key, stddev):
@@ -99,8 +78,7 @@ def max_diff(a, b) -> float:
 
 def build(seed: int):
     model = object_model(seed)
-    params = [{"w": layer.w.value, "b": layer.b.value} for layer in model
-              if isinstance(layer, bridge.nn.Linear)]
+    params = P.pure_params(model)
     kx, ky = jax.random.split(jax.random.PRNGKey(seed + 1))
     x = jax.random.normal(kx, (BATCH, SIZES[0]))
     y = jax.random.randint(ky, (BATCH,), 0, SIZES[-1])
